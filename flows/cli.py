@@ -1,0 +1,125 @@
+"""`linreg run`: validate options into a RunSpec, run the flow, print the results.
+
+Options are handed to pydantic as typed, so the CLI and a flow parameter are
+refused by the same rule with the same message. The CLI lives beside the flows
+because the library stays free of Prefect.
+"""
+
+import argparse
+import os
+import sys
+
+from pydantic import ValidationError
+
+from linreg.specs import RunSpec
+
+# pydantic location -> the option a user typed
+OPTIONS = {
+    ("data", "n"): "--n",
+    ("data", "weights"): "--weights",
+    ("data", "bias"): "--bias",
+    ("data", "noise"): "--noise",
+    ("data", "seed"): "--seed",
+    ("solvers",): "--solvers",
+    ("defaults", "epochs"): "--epochs",
+    ("defaults", "lr"): "--lr",
+    ("defaults", "batch_size"): "--batch-size",
+    ("device",): "--device",
+    ("output_dir",): "--output-dir",
+}
+
+
+class CliError(Exception):
+    """A bad option: printed as one line, exit status 2."""
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linreg", description="Linear regression fitted seven ways, on Prefect.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the pipeline flow once, locally")
+    data = run.add_argument_group("data")
+    data.add_argument("--n", help="rows (default 1000)")
+    data.add_argument("--weights", help="true weights, comma-separated, e.g. 2,-1,0.5 (default 2)")
+    data.add_argument("--bias", help="true bias (default 1)")
+    data.add_argument("--noise", help="noise standard deviation (default 0.1)")
+    data.add_argument("--seed", help="random seed, 0..2**32-1 (default 42)")
+    solve = run.add_argument_group("solvers")
+    solve.add_argument("--solvers", help="comma-separated solver names (default: all)")
+    solve.add_argument("--epochs", help="epochs for every iterative solver (default: each solver's own)")
+    solve.add_argument("--lr", help="learning rate for every iterative solver (default: each solver's own)")
+    solve.add_argument("--batch-size", help="minibatch size; above n it is clipped to n (default 50)")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    run.add_argument("--output-dir", help="folder for datasets/ and runs/ (default data)")
+    return parser
+
+
+def build_run_spec(args: argparse.Namespace) -> RunSpec:
+    """Turn parsed options into a validated RunSpec.
+
+    Raises:
+        CliError: naming the option and what it allows.
+    """
+    data = {k: getattr(args, k) for k in ("n", "bias", "noise", "seed") if getattr(args, k) is not None}
+    if args.weights is not None:
+        data["weights"] = _split(args.weights)
+    fields: dict = {"data": data}
+    if args.solvers is not None:
+        fields["solvers"] = _split(args.solvers)
+    defaults = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
+    for key in ("device", "output_dir"):
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
+    try:
+        return RunSpec(**fields)
+    except ValidationError as exc:
+        raise CliError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for the first error: the option, then what is wrong."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    option = next((opt for key, opt in OPTIONS.items() if loc[: len(key)] == key), ".".join(loc))
+    message = error["msg"]
+    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir"):
+        message += f", got {error['input']!r}"
+    return f"{option}: {message}"
+
+
+def run(spec: RunSpec) -> int:
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
+    from flows.linreg_flow import linreg_flow  # deferred: bad options fail fast, before Prefect loads
+    from linreg.report import console_table
+    from linreg.storage import run_dir
+
+    state = linreg_flow(spec, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        print(f"linreg: run failed: {state.message or summary}", file=sys.stderr)
+        return 1
+    print()
+    print(console_table(summary))
+    print()
+    print(f"{state.type.value.lower()}: {state.message}")
+    print(run_dir(spec.output_dir, summary.run_id).resolve())
+    return 0 if state.is_completed() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        spec = build_run_spec(args)
+    except CliError as exc:
+        print(f"linreg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return run(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

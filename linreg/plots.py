@@ -1,0 +1,68 @@
+"""Figures of a run. Functions return a Figure; where it is saved is the caller's choice."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs on workers with no display
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from linreg.data import Dataset  # noqa: E402
+from linreg.solvers.base import FitResult  # noqa: E402
+
+MAX_POINTS = 2000
+MAX_PANELS = 4
+
+
+def plot_fits(data: Dataset, fits: list[FitResult], seed: int = 0) -> Figure:
+    """The data with every fitted line, one panel per feature (at most four).
+
+    For d > 1 each line is the fit along one feature with the others held at
+    their means. At most MAX_POINTS points are drawn, sampled without replacement.
+    """
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(data.n, size=min(data.n, MAX_POINTS), replace=False)
+    panels = min(data.d, MAX_PANELS)
+    fig = Figure(figsize=(5 * panels, 4), dpi=80, layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    means = data.x.mean(axis=0)
+    for k, ax in enumerate(axes):
+        ax.plot(data.x[rows, k], data.y[rows], ".", color="0.6", markersize=3, label="data")
+        grid = np.linspace(data.x[:, k].min(), data.x[:, k].max(), 2)
+        for fit in fits:
+            if not (np.isfinite(fit.coef).all() and np.isfinite(fit.intercept)):
+                continue
+            offset = fit.intercept + means @ fit.coef - means[k] * fit.coef[k]
+            ax.plot(grid, offset + fit.coef[k] * grid, "-", linewidth=1, label=fit.solver)
+        ax.set_xlabel(f"x{k}")
+        ax.set_ylabel("y")
+    axes[0].set_title("Data and fitted lines")
+    axes[-1].legend(fontsize=7)
+    return fig
+
+
+def plot_losses(fits: list[FitResult]) -> Figure:
+    """Training loss per epoch of every iterative solver, on a log scale."""
+    fig = Figure(figsize=(6, 4), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    for fit in fits:
+        finite = fit.loss_history[np.isfinite(fit.loss_history) & (fit.loss_history > 0)]
+        if finite.size:
+            ax.plot(np.arange(1, finite.size + 1), finite, linewidth=1, label=fit.solver)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training MSE")
+    ax.set_title("Loss curves")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

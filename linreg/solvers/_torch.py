@@ -1,0 +1,66 @@
+"""Pieces the torch solvers share: tensors, seeded initial values, timing."""
+
+from time import perf_counter
+
+import numpy as np
+import torch
+from torch import nn
+
+from linreg.data import Dataset
+
+
+def as_tensors(data: Dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return x as (n, d) and y as (n, 1), float32 on `device`, as the tutorial converts them."""
+    # astype copies: the arrays read from parquet are read-only, which torch warns about.
+    x = torch.from_numpy(data.x.astype(np.float32)).to(device)
+    y = torch.from_numpy(data.y.astype(np.float32).reshape(-1, 1)).to(device)
+    return x, y
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A private CPU generator: parallel solvers never share or touch global RNG state."""
+    return torch.Generator().manual_seed(seed)
+
+
+def initial_bias_weights(
+    g: torch.Generator, d: int, device: str, position: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw b (1,) then w (d, 1) from `g`, in the tutorial's order, as leaf tensors on `device`.
+
+    The tutorial seeds torch once and its sections draw (b, w) one after the
+    other, so section k starts k * (1 + d) draws in. `position` = k skips those
+    draws to reproduce that section's exact initial values, on a private generator.
+    """
+    if position:
+        torch.randn(position * (1 + d), generator=g)
+    b = torch.randn(1, generator=g).to(device).requires_grad_()
+    w = torch.randn(d, 1, generator=g).to(device).requires_grad_()
+    return b, w
+
+
+def init_linear(layer: nn.Linear, g: torch.Generator) -> nn.Linear:
+    """Re-draw nn.Linear's default init U(-1/sqrt(d), 1/sqrt(d)) from `g` instead of global state."""
+    bound = layer.in_features**-0.5
+    with torch.no_grad():
+        nn.init.uniform_(layer.weight, -bound, bound, generator=g)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=g)
+    return layer
+
+
+class Stopwatch:
+    """Wall time of a block, synchronising CUDA so that queued kernels are counted."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.seconds = 0.0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self._start = perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.seconds = perf_counter() - self._start

@@ -1,0 +1,72 @@
+"""What every solver returns, and the bookkeeping they share."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OK = "ok"
+DIVERGED = "diverged"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The fitted state of one solver, named as scikit-learn names it.
+
+    Attributes:
+        solver: registry name.
+        coef: (d,) fitted weights.
+        intercept: fitted bias.
+        loss_history: (epochs_run,) training MSE per epoch; empty for the closed form.
+        seconds: wall time of the fit itself, excluding data loading.
+        device: where it ran ("cpu", "cuda:0").
+        epochs: epochs run (0 for the closed form).
+        status: "ok", "diverged" (the loss became non-finite) or "failed" (it raised).
+        message: why, when the status is not "ok".
+        diverged_epoch: first epoch whose loss was non-finite, when diverged.
+    """
+
+    solver: str
+    coef: np.ndarray
+    intercept: float
+    loss_history: np.ndarray = field(default_factory=lambda: np.empty(0))
+    seconds: float = 0.0
+    device: str = "cpu"
+    epochs: int = 0
+    status: str = OK
+    message: str | None = None
+    diverged_epoch: int | None = None
+
+
+def iterative_result(
+    solver: str, coef, intercept, losses, seconds: float, device: str
+) -> FitResult:
+    """Build a FitResult from a finished loop, marking divergence.
+
+    Args:
+        coef: (d,) array-like of final weights.
+        intercept: final bias.
+        losses: (epochs,) array-like of per-epoch losses.
+    """
+    history = np.asarray(losses, dtype=np.float64)
+    coef = np.asarray(coef, dtype=np.float64).reshape(-1)
+    intercept = float(np.asarray(intercept).reshape(-1)[0])
+    bad = np.flatnonzero(~np.isfinite(history))
+    status, message, diverged_at = OK, None, None
+    if bad.size or not (np.isfinite(coef).all() and np.isfinite(intercept)):
+        diverged_at = int(bad[0]) if bad.size else len(history) - 1
+        status = DIVERGED
+        message = f"loss became non-finite at epoch {diverged_at}; try a smaller lr"
+    return FitResult(
+        solver=solver, coef=coef, intercept=intercept, loss_history=history,
+        seconds=seconds, device=device, epochs=len(history), status=status,
+        message=message, diverged_epoch=diverged_at,
+    )
+
+
+def failed_result(solver: str, d: int, error: BaseException, device: str = "cpu") -> FitResult:
+    """The result recorded for a solver that raised: NaN parameters and the error."""
+    return FitResult(
+        solver=solver, coef=np.full(d, np.nan), intercept=float("nan"), device=device,
+        status=FAILED, message=f"{type(error).__name__}: {error}",
+    )

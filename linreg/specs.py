@@ -1,0 +1,188 @@
+"""Run configuration as pydantic models.
+
+These models are the flow's parameters, so Prefect validates them before any
+work starts; the CLI builds the same models, so both paths give the same
+messages. Every message names the field and the allowed range.
+"""
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MAX_N = 1_000_000_000
+MAX_D = 1_000
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 10_000_000
+MAX_BATCH = 2**31 - 1
+DEVICE_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def _range_check(lo: float, hi: float | None = None, *, lo_open: bool = False):
+    """Build a validator that refuses values outside [lo, hi] (or (lo, hi])."""
+
+    def check(value):
+        if value is None:  # an unset optional override
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError("finite", "must be a finite number, got {value}", {"value": value})
+        too_low = value <= lo if lo_open else value < lo
+        too_high = hi is not None and value > hi
+        if too_low or too_high:
+            left = "(" if lo_open else "["
+            right = f"{hi}]" if hi is not None else "inf)"
+            raise PydanticCustomError(
+                "range", "must be in {interval}, got {value}",
+                {"interval": f"{left}{lo}, {right}", "value": value},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise PydanticCustomError("finite", "must be a finite number, got {value}", {"value": value})
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSpec(_Model):
+    """What data to generate: y = bias + x @ weights + noise * e, x and e standard normal."""
+
+    n: Annotated[int, _range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
+    weights: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_D)] = Field(
+        default_factory=lambda: [2.0], description=f"true weights, 1..{MAX_D} finite numbers"
+    )
+    bias: FiniteFloat = Field(1.0, description="true intercept")
+    noise: Annotated[float, _range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
+    seed: Annotated[int, _range_check(0, MAX_SEED)] = Field(42, description=f"RandomState seed, 0..{MAX_SEED}")
+
+    @property
+    def d(self) -> int:
+        return len(self.weights)
+
+
+class SolverSpec(_Model):
+    """Hyperparameters of one iterative solver; the closed form ignores them."""
+
+    lr: Annotated[float, _range_check(0.0, lo_open=True)] = Field(0.01, description="learning rate, > 0")
+    epochs: Annotated[int, _range_check(1, MAX_EPOCHS)] = Field(1000, description="passes over the data")
+    batch_size: Annotated[int, _range_check(1, MAX_BATCH)] = Field(
+        50, description="minibatch size; a value above n is clipped to n with a warning"
+    )
+    device: str = Field("cpu", description="resolved torch device")
+
+
+class SolverOverrides(_Model):
+    """Fields that replace a solver's own defaults; None keeps the default."""
+
+    lr: Annotated[float | None, _range_check(0.0, lo_open=True)] = None
+    epochs: Annotated[int | None, _range_check(1, MAX_EPOCHS)] = None
+    batch_size: Annotated[int | None, _range_check(1, MAX_BATCH)] = None
+
+    def apply(self, spec: SolverSpec) -> SolverSpec:
+        """Return `spec` with the fields set here replaced."""
+        return spec.model_copy(update=self.model_dump(exclude_none=True))
+
+
+def _default_solvers() -> list[str]:
+    from linreg.solvers.registry import SOLVERS
+
+    return list(SOLVERS)
+
+
+class RunSpec(_Model):
+    """Everything one pipeline run needs."""
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    solvers: list[str] = Field(default_factory=_default_solvers, description="solver names to train")
+    defaults: SolverOverrides = Field(
+        default_factory=SolverOverrides, description="overrides applied to every solver"
+    )
+    overrides: dict[str, SolverOverrides] = Field(
+        default_factory=dict, description="per-solver overrides, keyed by solver name"
+    )
+    device: str = Field("auto", description=DEVICE_HELP)
+    output_dir: Path = Field(Path("data"), description="folder for datasets/ and runs/")
+
+    def solver_spec(self, name: str, device: str) -> SolverSpec:
+        """The solver's tutorial defaults, then `defaults`, then its own overrides, on `device`."""
+        from linreg.solvers.registry import SOLVERS
+
+        spec = self.defaults.apply(SOLVERS[name].defaults)
+        if name in self.overrides:
+            spec = self.overrides[name].apply(spec)
+        return spec.model_copy(update={"device": device})
+
+    @field_validator("solvers")
+    @classmethod
+    def _known_solvers(cls, names: list[str]) -> list[str]:
+        from linreg.solvers.registry import SOLVERS
+
+        if not names:
+            raise PydanticCustomError(
+                "solvers", "must name at least one solver; known: {known}", {"known": ", ".join(SOLVERS)}
+            )
+        _check_names(names, SOLVERS)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise PydanticCustomError("solvers", "duplicate solver(s): {dupes}", {"dupes": ", ".join(dupes)})
+        return names
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_override_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        from linreg.solvers.registry import SOLVERS
+
+        _check_names(list(overrides), SOLVERS)
+        return overrides
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, device: str) -> str:
+        from linreg.devices import DeviceError, resolve_device
+
+        if device == "auto":  # never refused; checking it would import torch for nothing
+            return device
+        try:
+            resolve_device(device)
+        except DeviceError as exc:
+            raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
+        return device
+
+    @field_validator("output_dir")
+    @classmethod
+    def _writable_dir(cls, path: Path) -> Path:
+        if path.exists() and not path.is_dir():
+            raise PydanticCustomError("output_dir", "{path} exists and is not a folder", {"path": str(path)})
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise PydanticCustomError("output_dir", "{path} is not writable", {"path": str(probe)})
+        return path
+
+
+def _check_names(names: list[str], known: dict) -> None:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PydanticCustomError(
+            "solvers", "unknown solver(s): {unknown}; known: {known}",
+            {"unknown": ", ".join(unknown), "known": ", ".join(known)},
+        )

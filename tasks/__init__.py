@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that call linreg and add orchestration concerns."""

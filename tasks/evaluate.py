@@ -1,0 +1,13 @@
+"""Score every fit against the truth and the closed form."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from linreg.evaluate import RunSummary, summarize
+from linreg.solvers import FitResult
+from linreg.storage import DatasetRef, read_dataset
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)  # its inputs hold arrays, which hash unstably
+def evaluate_fits(ref: DatasetRef, fits: list[FitResult], run_id: str) -> RunSummary:
+    return summarize(run_id, ref, read_dataset(ref), fits)

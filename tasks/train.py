@@ -1,0 +1,63 @@
+"""Train one solver. Each task reads the parquet itself: only a DatasetRef crosses over."""
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.futures import PrefectFuture, as_completed
+
+from linreg.solvers import SOLVERS, FitResult
+from linreg.solvers.base import failed_result
+from linreg.specs import SolverSpec
+from linreg.storage import DatasetRef, read_dataset
+
+
+def fit_cache_key(context: TaskRunContext, parameters: dict) -> str:
+    """Key on the file's digest and the spec, never on arrays (their hashes are unstable).
+
+    Scoped to the flow run: a new run measures its own fits.
+    """
+    ref: DatasetRef = parameters["ref"]
+    spec: SolverSpec = parameters["spec"]
+    return f"{context.task_run.flow_run_id}-{ref.sha256}-{parameters['solver']}-{spec.model_dump_json()}"
+
+
+@task(name="train", cache_key_fn=fit_cache_key, retries=0)  # a failed fit is a result, not a blip
+def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int = 1) -> FitResult:
+    info = SOLVERS[solver]
+    if info.uses_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+    return info.fit(read_dataset(ref), spec)
+
+
+def submit_training(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int) -> PrefectFuture:
+    """Submit one solver with the tags that route it: `torch` for torch solvers, `cuda` on a GPU."""
+    tags = {"torch"} if SOLVERS[solver].uses_torch else set()
+    if spec.device.startswith("cuda") and SOLVERS[solver].uses_torch:
+        tags.add("cuda")
+    return train_solver.with_options(task_run_name=f"train-{solver}", tags=tags).submit(
+        ref, solver, spec, threads
+    )
+
+
+def collect_fits(futures: dict[str, PrefectFuture], d: int, device: str) -> list[FitResult]:
+    """Wait for every training task, in completion order, and return fits in submission order.
+
+    A task that failed becomes a `failed` FitResult carrying its error, so one
+    solver's failure never takes the others down. Progress shows as a Prefect
+    progress artifact while the fits come in.
+    """
+    progress = create_progress_artifact(0.0, key="linreg-progress", description="solvers finished (%)")
+    names = {future.task_run_id: name for name, future in futures.items()}
+    fits: dict[str, FitResult] = {}
+    for done, future in enumerate(as_completed(list(futures.values())), start=1):
+        name = names[future.task_run_id]
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, FitResult):
+            fits[name] = outcome
+        else:
+            get_run_logger().error("solver %s failed: %s", name, outcome)
+            fits[name] = failed_result(name, d, outcome, device)
+        update_progress_artifact(progress, 100.0 * done / len(futures))
+    return [fits[name] for name in futures]
