@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Regenerate requirements.lock from the current venv (after changing a pin).
 lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/' > requirements.lock
+	{ echo '# Every package of the environment, pinned: `make lock` regenerates it from .venv.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache
