@@ -5,6 +5,7 @@ from time import perf_counter
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from linreg.data import Dataset
 
@@ -38,9 +39,13 @@ def initial_bias_weights(
     return b, w
 
 
-def init_linear(layer: nn.Linear, g: torch.Generator) -> nn.Linear:
-    """Re-draw nn.Linear's default init U(-1/sqrt(d), 1/sqrt(d)) from `g` instead of global state."""
-    bound = layer.in_features**-0.5
+def seeded_linear(d: int, g: torch.Generator) -> nn.Linear:
+    """nn.Linear(d, 1) with its default init, U(-1/sqrt(d), 1/sqrt(d)), drawn from `g`.
+
+    `skip_init` builds the layer without its usual draw from the global RNG.
+    """
+    layer = skip_init(nn.Linear, d, 1)
+    bound = d**-0.5
     with torch.no_grad():
         nn.init.uniform_(layer.weight, -bound, bound, generator=g)
         nn.init.uniform_(layer.bias, -bound, bound, generator=g)

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from linreg.data import Dataset
-from linreg.solvers._torch import Stopwatch, as_tensors, init_linear, seeded_generator
+from linreg.solvers._torch import Stopwatch, as_tensors, seeded_linear, seeded_generator
 from linreg.solvers.base import FitResult, iterative_result
 from linreg.specs import SolverSpec
 
@@ -52,7 +52,7 @@ def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, g: torch.Gene
 def fit(data: Dataset, spec: SolverSpec) -> FitResult:
     x, y = as_tensors(data, spec.device)
     g = seeded_generator(data.spec.seed)
-    model = nn.Sequential(init_linear(nn.Linear(data.d, 1), g)).to(spec.device)
+    model = nn.Sequential(seeded_linear(data.d, g)).to(spec.device)
     loader = make_loader(x, y, spec.batch_size, g)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = optim.SGD(model.parameters(), lr=spec.lr)

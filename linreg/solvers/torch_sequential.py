@@ -4,14 +4,14 @@ import torch
 from torch import nn, optim
 
 from linreg.data import Dataset
-from linreg.solvers._torch import Stopwatch, as_tensors, init_linear, seeded_generator
+from linreg.solvers._torch import Stopwatch, as_tensors, seeded_linear, seeded_generator
 from linreg.solvers.base import FitResult, iterative_result
 from linreg.specs import SolverSpec
 
 
 def fit(data: Dataset, spec: SolverSpec) -> FitResult:
     x, y = as_tensors(data, spec.device)
-    model = nn.Sequential(init_linear(nn.Linear(data.d, 1), seeded_generator(data.spec.seed))).to(spec.device)
+    model = nn.Sequential(seeded_linear(data.d, seeded_generator(data.spec.seed))).to(spec.device)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = optim.SGD(model.parameters(), lr=spec.lr)
     losses = torch.empty(spec.epochs, device=spec.device)

@@ -1,0 +1,29 @@
+"""Shared fixtures. Prefect state is isolated per test session, before prefect is imported."""
+
+import os
+import tempfile
+
+# Prefect reads these when it is first imported: set them before any test imports it.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="linreg-test-prefect-")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
+
+import pytest  # noqa: E402
+
+from linreg.data import make_dataset  # noqa: E402
+from linreg.specs import DataSpec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect API for every flow test in the session (it takes ~9 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tutorial_data():
+    """The tutorial's dataset: n=1000, w=2, b=1, noise 0.1, seed 42."""
+    return make_dataset(DataSpec())

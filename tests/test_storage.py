@@ -1,0 +1,145 @@
+"""Parquet persistence: layout, atomic writes, and every way a file is refused."""
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from numpy.testing import assert_array_equal
+
+from linreg.data import make_dataset
+from linreg.specs import DataSpec
+from linreg.storage import (
+    DatasetError,
+    DatasetRef,
+    atomic_path,
+    dataset_path,
+    ensure_dataset,
+    read_dataset,
+    sha256_file,
+    write_dataset,
+)
+
+SPEC = DataSpec(n=64, weights=[2.0, -1.0], seed=3)
+
+
+@pytest.fixture
+def written(tmp_path):
+    data = make_dataset(SPEC)
+    return data, write_dataset(data, tmp_path / "d.parquet")
+
+
+def test_round_trip_is_exact_and_layout_is_documented(written):
+    data, ref = written
+    table = pq.read_table(ref.path)
+    assert table.column_names == ["x0", "x1", "y"]
+    assert all(f.type == pa.float64() for f in table.schema)
+    meta = {k.decode(): json.loads(v) for k, v in table.schema.metadata.items() if k.startswith(b"linreg.")}
+    assert meta == {
+        "linreg.format_version": 1, "linreg.n": 64, "linreg.d": 2, "linreg.weights": [2.0, -1.0],
+        "linreg.bias": 1.0, "linreg.noise": 0.1, "linreg.seed": 3,
+    }
+    back = read_dataset(ref)
+    assert_array_equal(back.x, data.x)
+    assert_array_equal(back.y, data.y)
+    assert back.spec == SPEC
+    assert ref.sha256 == sha256_file(ref.path)
+
+
+def test_float_columns_are_written_without_dictionary_or_compression(written):
+    column = pq.ParquetFile(written[1].path).metadata.row_group(0).column(0)
+    assert column.compression == "UNCOMPRESSED"
+    assert "PLAIN_DICTIONARY" not in column.encodings and "RLE_DICTIONARY" not in column.encodings
+
+
+def test_sha256_mismatch_is_refused_naming_the_file(written):
+    _, ref = written
+    bad = ref.model_copy(update={"sha256": "0" * 64})
+    with pytest.raises(DatasetError, match=r"d\.parquet: sha256 .* does not match"):
+        read_dataset(bad)
+
+
+def test_truncated_file_is_refused(written):
+    _, ref = written
+    payload = open(ref.path, "rb").read()
+    open(ref.path, "wb").write(payload[: len(payload) // 2])
+    with pytest.raises(DatasetError, match="not a readable parquet file"):
+        read_dataset(ref.model_copy(update={"sha256": sha256_file(ref.path)}))
+
+
+def _rewrite(path, table) -> DatasetRef:
+    pq.write_table(table, path)
+    return DatasetRef(path=str(path), sha256=sha256_file(path), spec=SPEC)
+
+
+def test_wrong_schema_is_refused(written):
+    _, ref = written
+    table = pq.read_table(ref.path)
+    renamed = table.rename_columns(["a", "b", "y"]).replace_schema_metadata(table.schema.metadata)
+    with pytest.raises(DatasetError, match=r"columns \['a', 'b', 'y'\], expected \['x0', 'x1', 'y'\]"):
+        read_dataset(_rewrite(ref.path, renamed))
+
+
+def test_missing_metadata_is_refused(written):
+    _, ref = written
+    with pytest.raises(DatasetError, match="missing or unreadable linreg metadata"):
+        read_dataset(_rewrite(ref.path, pq.read_table(ref.path).replace_schema_metadata({})))
+
+
+def test_nan_in_data_is_refused(written):
+    _, ref = written
+    table = pq.read_table(ref.path)
+    y = table.column("y").to_numpy().copy()
+    y[5] = np.nan
+    poisoned = table.set_column(2, "y", pa.array(y)).replace_schema_metadata(table.schema.metadata)
+    with pytest.raises(DatasetError, match="contains NaN or infinite values"):
+        read_dataset(_rewrite(ref.path, poisoned))
+
+
+def test_missing_file_is_refused(tmp_path):
+    ref = DatasetRef(path=str(tmp_path / "nope.parquet"), sha256="0" * 64, spec=SPEC)
+    with pytest.raises(DatasetError, match="nope.parquet: cannot be read"):
+        read_dataset(ref)
+
+
+def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"new, half written")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_ensure_dataset_reuses_a_valid_file(tmp_path):
+    ref, reused = ensure_dataset(SPEC, tmp_path)
+    assert not reused and ref.path == str(dataset_path(tmp_path, SPEC))
+    stat = os.stat(ref.path)
+    again, reused = ensure_dataset(SPEC, tmp_path)
+    assert reused and again == ref
+    assert (os.stat(ref.path).st_ino, os.stat(ref.path).st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+
+
+def test_ensure_dataset_regenerates_a_damaged_cache_file(tmp_path, caplog):
+    ref, _ = ensure_dataset(SPEC, tmp_path)
+    open(ref.path, "wb").write(b"garbage")
+    fixed, reused = ensure_dataset(SPEC, tmp_path)
+    assert not reused and fixed.sha256 == ref.sha256
+    assert "regenerating damaged cached dataset" in caplog.text
+
+
+def test_different_specs_get_different_files(tmp_path):
+    assert dataset_path(tmp_path, SPEC) != dataset_path(tmp_path, SPEC.model_copy(update={"seed": 4}))
