@@ -14,6 +14,7 @@ from linreg.solvers.base import FitResult  # noqa: E402
 
 MAX_POINTS = 2000
 MAX_PANELS = 4
+LOSS_CAP = 1e30
 
 
 def plot_fits(data: Dataset, fits: list[FitResult], seed: int = 0) -> Figure:
@@ -48,9 +49,11 @@ def plot_losses(fits: list[FitResult]) -> Figure:
     fig = Figure(figsize=(6, 4), dpi=80, layout="constrained")
     ax = fig.subplots()
     for fit in fits:
-        finite = fit.loss_history[np.isfinite(fit.loss_history) & (fit.loss_history > 0)]
-        if finite.size:
-            ax.plot(np.arange(1, finite.size + 1), finite, linewidth=1, label=fit.solver)
+        # Up to divergence, capped so a blow-up does not overflow the log axis.
+        history = fit.loss_history[: fit.diverged_epoch]
+        if history.size:
+            label = fit.solver + (" (diverged)" if fit.diverged_epoch is not None else "")
+            ax.plot(np.arange(1, history.size + 1), np.minimum(history, LOSS_CAP), linewidth=1, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")

@@ -175,7 +175,7 @@ class RunSpec(_Model):
         while not probe.exists():
             probe = probe.parent
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-            raise PydanticCustomError("output_dir", "{path} is not writable", {"path": str(probe)})
+            raise PydanticCustomError("output_dir", "{path} is not a writable folder", {"path": str(probe)})
         return path
 
 

@@ -1,0 +1,83 @@
+"""The CLI refuses bad options with one line naming the option, before any work starts."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+BAD = [
+    (["--n", "0"], "--n: must be in [1, 1000000000], got 0"),
+    (["--n", "-3"], "--n: must be in [1, 1000000000], got -3"),
+    (["--n", "2.5"], "--n: Input should be a valid integer"),
+    (["--n", "2000000000"], "--n: must be in [1, 1000000000]"),
+    (["--weights", ""], "--weights: List should have at least 1 item"),
+    (["--weights", "1,nan"], "--weights: must be a finite number, got nan"),
+    (["--weights", "1,x"], "--weights: Input should be a valid number"),
+    (["--bias", "inf"], "--bias: must be a finite number, got inf"),
+    (["--noise", "-1"], "--noise: must be in [0.0, inf), got -1.0"),
+    (["--noise", "nan"], "--noise: must be a finite number"),
+    (["--seed", "-1"], "--seed: must be in [0, 4294967295], got -1"),
+    (["--seed", "4294967296"], "--seed: must be in [0, 4294967295]"),
+    (["--lr", "0"], "--lr: must be in (0.0, inf), got 0.0"),
+    (["--lr", "nan"], "--lr: must be a finite number"),
+    (["--lr", "inf"], "--lr: must be a finite number"),
+    (["--epochs", "0"], "--epochs: must be in [1, 10000000], got 0"),
+    (["--batch-size", "0"], "--batch-size: must be in [1, 2147483647], got 0"),
+    (["--solvers", "numpy_gd,lasso"], "--solvers: unknown solver(s): lasso; known: closed_form, numpy_gd,"),
+    (["--solvers", ","], "--solvers: must name at least one solver; known: closed_form"),
+    (["--solvers", "numpy_gd,numpy_gd"], "--solvers: duplicate solver(s): numpy_gd"),
+    (["--device", "tpu"], "--device: unknown device 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_option_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert main(["run", *argv, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"linreg run: error: {message}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cuda_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "--device", "cuda:1", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "--device: device 'cuda:1' requested but CUDA is not available" in capsys.readouterr().err
+
+
+def test_cuda_index_beyond_the_device_count_is_refused(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["run", "--device", "cuda:1", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "only 1 CUDA device(s) exist" in capsys.readouterr().err
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["run", "--output-dir", str(target)]) == 2
+    assert f"--output-dir: {target} exists and is not a folder" in capsys.readouterr().err
+
+
+def test_output_dir_under_a_file_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--output-dir", str(blocker / "sub")]) == 2
+    assert f"--output-dir: {blocker} is not a writable folder" in capsys.readouterr().err
+
+
+def test_output_dir_without_write_permission_is_refused(tmp_path, capsys, monkeypatch):
+    # Permission bits do not stop root (CI runs as root), so the permission check itself is stubbed.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    assert main(["run", "--output-dir", str(locked / "runs")]) == 2
+    assert f"--output-dir: {locked} is not a writable folder" in capsys.readouterr().err

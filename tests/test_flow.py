@@ -1,0 +1,166 @@
+"""Real flow runs on a temporary Prefect API: the wiring, not the maths."""
+
+import json
+import os
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.cli import main
+from flows.linreg_flow import linreg_flow
+from linreg.solvers import SOLVERS
+from linreg.solvers.registry import SolverInfo
+from linreg.specs import RunSpec, SolverSpec
+
+pytestmark = pytest.mark.flow
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def small_run(tmp_path, **fields) -> RunSpec:
+    fields.setdefault("data", {"n": 200, "weights": [2.0, -1.0]})
+    fields.setdefault("defaults", {"epochs": 50})
+    return RunSpec(output_dir=tmp_path / "out", device="cpu", **fields)
+
+
+def artifacts_of(flow_run_id):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def task_runs_of(flow_run_id, expected: int, timeout: float = 15.0):
+    """Task runs reach the API through events, so poll until all have arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if len(runs) >= expected or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def default_run(prefect_server, tmp_path_factory):
+    run = small_run(tmp_path_factory.mktemp("flow"))
+    state = linreg_flow(run, return_state=True)
+    return run, state, state.result()
+
+
+def test_run_completes_with_every_solver(default_run):
+    run, state, summary = default_run
+    assert state.is_completed() and state.message == "all 7 solvers ok"
+    assert [r.solver for r in summary.results] == list(SOLVERS)
+    assert all(r.status == "ok" and r.epochs == (0 if r.solver == "closed_form" else 50) for r in summary.results)
+
+
+def test_run_folder_holds_summary_csv_and_plots(default_run):
+    run, _, summary = default_run
+    folder = run.output_dir / "runs" / summary.run_id
+    assert sorted(p.name for p in folder.iterdir()) == ["fits.png", "losses.png", "summary.csv", "summary.json"]
+    saved = json.loads((folder / "summary.json").read_text())
+    assert set(saved["dataset"]) >= {"path", "sha256", "n", "d", "weights", "bias", "noise", "seed"}
+    assert saved["dataset"]["n"] == 200 and saved["dataset"]["weights"] == [2.0, -1.0]
+    keys = {"solver", "weights", "bias", "status", "seconds", "epochs", "final_loss",
+            "weights_abs_error", "bias_abs_error", "mse", "r2", "device"}
+    assert all(keys <= set(row) for row in saved["results"])
+    assert len((folder / "summary.csv").read_text().splitlines()) == 1 + len(SOLVERS)
+    assert (folder / "fits.png").read_bytes().startswith(PNG)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_artifacts_are_published(default_run):
+    _, state, summary = default_run
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+    table = json.loads(artifacts["linreg-summary"].data)
+    assert artifacts["linreg-summary"].type == "table"
+    assert [row["solver"] for row in table] == list(SOLVERS)
+    report = artifacts["linreg-report"]
+    assert report.type == "markdown"
+    assert report.data.count("](data:image/png;base64,") == 2
+    assert summary.dataset.sha256 in report.data and summary.dataset.path in report.data
+    progress = artifacts["linreg-progress"]
+    assert progress.type == "progress" and float(progress.data) == 100.0
+
+
+def test_training_tasks_are_tagged_and_named(default_run):
+    _, state, _ = default_run
+    runs = task_runs_of(state.state_details.flow_run_id, expected=len(SOLVERS) + 3)
+    tags = {r.name: set(r.tags) for r in runs if r.name.startswith("train-")}
+    assert tags == {
+        f"train-{name}": ({"torch"} if info.uses_torch else set()) for name, info in SOLVERS.items()
+    }  # no "cuda": the device resolved to CPU
+
+
+def test_same_spec_reuses_the_dataset_file(prefect_server, tmp_path, caplog):
+    run = small_run(tmp_path, solvers=["closed_form"])
+    first = linreg_flow(run, return_state=True).result()
+    path = first.dataset.path
+    stamp = (os.stat(path).st_ino, os.stat(path).st_mtime_ns)
+    second = linreg_flow(run, return_state=True).result()
+    assert second.dataset.path == path and second.dataset.sha256 == first.dataset.sha256
+    assert (os.stat(path).st_ino, os.stat(path).st_mtime_ns) == stamp
+    assert "reused dataset" in caplog.text
+    assert second.run_id != first.run_id
+
+
+def _exploding_fit(data, spec):
+    raise RuntimeError("injected failure")
+
+
+@pytest.fixture
+def exploding_solver(monkeypatch):
+    """A test-only solver that always raises, registered like any other."""
+    module = types.ModuleType("linreg_test_exploding")
+    module.fit = _exploding_fit
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(SOLVERS, "exploding", SolverInfo("exploding", module.__name__, SolverSpec(), False))
+    return "exploding"
+
+
+def test_a_raising_solver_fails_the_run_but_not_the_others(prefect_server, tmp_path, exploding_solver):
+    run = small_run(tmp_path, solvers=["closed_form", exploding_solver, "numpy_gd"])
+    state = linreg_flow(run, return_state=True)
+    assert state.is_failed()
+    assert state.message == "2 of 3 solvers ok; 1 failed (exploding)"
+    summary = state.result(raise_on_failure=False)
+    statuses = {r.solver: (r.status, r.message) for r in summary.results}
+    assert statuses == {
+        "closed_form": ("ok", None), "exploding": ("failed", "RuntimeError: injected failure"),
+        "numpy_gd": ("ok", None),
+    }
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+    assert "linreg-summary" in artifacts and "linreg-report" in artifacts
+    assert (run.output_dir / "runs" / summary.run_id / "summary.json").exists()
+
+
+def test_divergence_completes_and_says_so(prefect_server, tmp_path):
+    run = small_run(tmp_path, solvers=["closed_form", "numpy_gd", "torch_autograd"], defaults={"lr": 10.0})
+    state = linreg_flow(run, return_state=True)
+    assert state.is_completed()
+    assert state.message == "1 of 3 solvers ok; 2 diverged (numpy_gd, torch_autograd)"
+    summary = state.result()
+    diverged = [r for r in summary.results if r.status == "diverged"]
+    assert all(r.diverged_epoch is not None and np.isnan(r.mse) for r in diverged)
+
+
+def test_invalid_parameters_are_refused_before_any_work(prefect_server, tmp_path):
+    out = tmp_path / "out"
+    state = linreg_flow(run={"data": {"n": 0}, "output_dir": str(out)}, return_state=True)
+    assert state.is_failed()
+    assert "must be in [1, 1000000000], got 0" in state.message
+    assert not out.exists()
+
+
+def test_cli_prints_the_table_then_the_run_folder(prefect_server, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["run", "--n", "100", "--epochs", "20", "--solvers", "closed_form,numpy_gd", "--output-dir", str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert lines[-1].startswith(str((out / "runs").resolve()))
+    assert (out / "runs").exists() and lines[-2] == "completed: all 2 solvers ok"
+    assert any(line.startswith("numpy_gd") and " ok " in line for line in lines)
