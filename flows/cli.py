@@ -7,6 +7,7 @@ because the library stays free of Prefect.
 
 import argparse
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -91,8 +92,14 @@ def describe(exc: ValidationError) -> str:
     return f"{option}: {message}"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run(spec: RunSpec) -> int:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
+    # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file.
+    signal.signal(signal.SIGTERM, _interrupt)
     from flows.linreg_flow import linreg_flow  # deferred: bad options fail fast, before Prefect loads
     from linreg.report import console_table
     from linreg.storage import run_dir
@@ -118,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"linreg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return run(spec)
+    try:
+        return run(spec)
+    except KeyboardInterrupt as exc:
+        print(f"linreg {args.command}: interrupted ({exc or 'SIGINT'}); no partial files were kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
