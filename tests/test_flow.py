@@ -164,3 +164,49 @@ def test_cli_prints_the_table_then_the_run_folder(prefect_server, tmp_path, caps
     assert lines[-1].startswith(str((out / "runs").resolve()))
     assert (out / "runs").exists() and lines[-2] == "completed: all 2 solvers ok"
     assert any(line.startswith("numpy_gd") and " ok " in line for line in lines)
+
+
+@pytest.fixture
+def flaky_storage(monkeypatch):
+    """ensure_dataset that fails with a transient OSError on its first call only."""
+    import tasks.dataset
+
+    real, calls = tasks.dataset.ensure_dataset, []
+
+    def flaky(spec, root):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+        return real(spec, root)
+
+    monkeypatch.setattr(tasks.dataset, "ensure_dataset", flaky)
+    monkeypatch.setattr(tasks.dataset.prepare_dataset, "retry_delay_seconds", 0)
+    return calls
+
+
+def test_transient_io_errors_are_retried(prefect_server, tmp_path, flaky_storage):
+    state = linreg_flow(small_run(tmp_path, solvers=["closed_form"]), return_state=True)
+    assert state.is_completed()
+    assert len(flaky_storage) == 2
+
+
+def test_a_damaged_file_is_not_retried(prefect_server, tmp_path, monkeypatch):
+    import tasks.dataset
+    from linreg.storage import DatasetError
+
+    calls = []
+
+    def damaged(spec, root):
+        calls.append(spec)
+        raise DatasetError(root / "x.parquet", "sha256 mismatch")
+
+    monkeypatch.setattr(tasks.dataset, "ensure_dataset", damaged)
+    state = linreg_flow(small_run(tmp_path, solvers=["closed_form"]), return_state=True)
+    assert state.is_failed() and len(calls) == 1
+    assert "x.parquet: sha256 mismatch" in str(state.result(raise_on_failure=False))
+
+
+def test_training_never_retries():
+    from tasks.train import train_solver
+
+    assert train_solver.retries == 0
