@@ -24,6 +24,7 @@ class FitResult:
         status: "ok", "diverged" (the loss became non-finite) or "failed" (it raised).
         message: why, when the status is not "ok".
         diverged_epoch: first epoch whose loss was non-finite, when diverged.
+        worker: where the orchestrator ran the fit (a Dask worker's address), when known.
     """
 
     solver: str
@@ -36,6 +37,7 @@ class FitResult:
     status: str = OK
     message: str | None = None
     diverged_epoch: int | None = None
+    worker: str | None = None
 
 
 def iterative_result(
