@@ -27,6 +27,8 @@ OPTIONS = {
     ("defaults", "batch_size"): "--batch-size",
     ("device",): "--device",
     ("output_dir",): "--output-dir",
+    ("runner",): "--runner",
+    ("dask_address",): "--dask-address",
 }
 
 
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--lr", help="learning rate for every iterative solver (default: each solver's own)")
     solve.add_argument("--batch-size", help="minibatch size; above n it is clipped to n (default 50)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    run.add_argument("--output-dir", help="folder for datasets/ and runs/ (default data)")
+    run.add_argument("--output-dir", help="data root: datasets/ and runs/ go here (default data)")
+    run.add_argument("--runner", help="task runner for training: threads (default), processes or dask")
+    run.add_argument("--dask-address", help="tcp://host:port of an existing Dask scheduler (with --runner dask)")
     return parser
 
 
@@ -72,7 +76,7 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         fields["solvers"] = _split(args.solvers)
     defaults = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
-    for key in ("device", "output_dir"):
+    for key in ("device", "output_dir", "runner", "dask_address"):
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
     try:
@@ -87,7 +91,7 @@ def describe(exc: ValidationError) -> str:
     loc = tuple(str(part) for part in error["loc"])
     option = next((opt for key, opt in OPTIONS.items() if loc[: len(key)] == key), ".".join(loc))
     message = error["msg"]
-    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir"):
+    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address"):
         message += f", got {error['input']!r}"
     return f"{option}: {message}"
 

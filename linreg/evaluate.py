@@ -30,6 +30,7 @@ class SolverReport(BaseModel):
     device: str
     message: str | None = None
     diverged_epoch: int | None = None
+    worker: str | None = None
 
 
 class Interval(BaseModel):
@@ -106,7 +107,7 @@ def evaluate_fit(data: Dataset, fit: FitResult, reference: FitResult | None) -> 
         weights_abs_error=np.abs(fit.coef - np.asarray(spec.weights)).tolist(),
         bias_abs_error=abs(fit.intercept - spec.bias),
         distance_to_closed_form=distance, mse=mse, r2=r2, device=fit.device,
-        message=fit.message, diverged_epoch=fit.diverged_epoch,
+        message=fit.message, diverged_epoch=fit.diverged_epoch, worker=fit.worker,
     )
 
 

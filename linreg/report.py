@@ -39,6 +39,7 @@ def summary_rows(summary: RunSummary) -> list[dict]:
             "epochs": r.epochs,
             "seconds": round(r.seconds, 4),
             "device": r.device,
+            "worker": r.worker or "",
             "message": r.message or "",
         }.items()}
         for r in summary.results

@@ -7,14 +7,16 @@ messages. Every message names the field and the allowed range.
 
 import math
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -119,7 +121,16 @@ class RunSpec(_Model):
         default_factory=dict, description="per-solver overrides, keyed by solver name"
     )
     device: str = Field("auto", description=DEVICE_HELP)
-    output_dir: Path = Field(Path("data"), description="folder for datasets/ and runs/")
+    output_dir: Path = Field(
+        Path("data"),
+        description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
+    )
+    runner: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="task runner for training: threads, processes, or dask"
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler address (tcp://host:port) of an existing Dask cluster; runner dask only"
+    )
 
     def solver_spec(self, name: str, device: str) -> SolverSpec:
         """The solver's tutorial defaults, then `defaults`, then its own overrides, on `device`."""
@@ -165,6 +176,22 @@ class RunSpec(_Model):
         except DeviceError as exc:
             raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
         return device
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, address: str | None, info: ValidationInfo) -> str | None:
+        if address is None:
+            return address
+        if info.data.get("runner") != "dask":
+            raise PydanticCustomError(
+                "dask_address", "is only used with runner 'dask' (runner is '{runner}')",
+                {"runner": info.data.get("runner")},
+            )
+        if not re.fullmatch(r"(tcp|tls|ucx|inproc)://[^\s/]+", address):
+            raise PydanticCustomError(
+                "dask_address", "must look like tcp://host:port, got '{address}'", {"address": address}
+            )
+        return address
 
     @field_validator("output_dir")
     @classmethod

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,6 +171,10 @@ def _load(path: Path, spec: DataSpec, sha256: str | None) -> tuple[Dataset, str]
     """Read and check one dataset file; return it with its digest."""
     try:
         payload = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(
+            path, f"not found on {socket.gethostname()}; remote workers need the data root on shared storage"
+        ) from None
     except OSError as exc:
         raise DatasetError(path, f"cannot be read ({exc.strerror})") from None
     actual = hashlib.sha256(payload).hexdigest()
@@ -217,7 +222,7 @@ def ensure_dataset(spec: DataSpec, root: Path) -> tuple[DatasetRef, bool]:
     Returns:
         (reference, reused): reused is False when the file was (re)written.
     """
-    path = dataset_path(root, spec)
+    path = dataset_path(Path(root).resolve(), spec)  # absolute: workers may run elsewhere
     try:
         ref = existing_dataset(path, spec)
     except DatasetError as exc:

@@ -1,5 +1,8 @@
 """Train one solver. Each task reads the parquet itself: only a DatasetRef crosses over."""
 
+import os
+from dataclasses import replace
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
@@ -21,24 +24,52 @@ def fit_cache_key(context: TaskRunContext, parameters: dict) -> str:
     return f"{context.task_run.flow_run_id}-{ref.sha256}-{parameters['solver']}-{spec.model_dump_json()}"
 
 
+def dask_worker_address() -> str | None:
+    """The Dask worker running this task, if any."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
 @task(name="train", cache_key_fn=fit_cache_key, retries=0)  # a failed fit is a result, not a blip
-def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int = 1) -> FitResult:
+def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | None = None) -> FitResult:
     info = SOLVERS[solver]
-    if info.uses_torch:
+    if info.uses_torch and threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    return info.fit(read_dataset(ref), spec)
+    fit = info.fit(read_dataset(ref), spec)
+    return replace(fit, worker=dask_worker_address())
 
 
-def submit_training(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int) -> PrefectFuture:
-    """Submit one solver with the tags that route it: `torch` for torch solvers, `cuda` on a GPU."""
-    tags = {"torch"} if SOLVERS[solver].uses_torch else set()
-    if spec.device.startswith("cuda") and SOLVERS[solver].uses_torch:
-        tags.add("cuda")
-    return train_solver.with_options(task_run_name=f"train-{solver}", tags=tags).submit(
-        ref, solver, spec, threads
-    )
+# Test-only switch: tag torch tasks `cuda` (so they are routed as GPU work) while they still run on CPU.
+TEST_ONLY_ROUTE_AS_CUDA = "LINREG_TEST_ONLY_ROUTE_AS_CUDA"
+
+
+def routing_tags(solver: str, device: str) -> set[str]:
+    """`torch` for torch solvers; `cuda` too when they will run on a GPU."""
+    if not SOLVERS[solver].uses_torch:
+        return set()
+    on_gpu = device.startswith("cuda") or os.environ.get(TEST_ONLY_ROUTE_AS_CUDA) == "1"
+    return {"torch", "cuda"} if on_gpu else {"torch"}
+
+
+def submit_training(
+    ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | None, dask: bool
+) -> PrefectFuture:
+    """Submit one solver. Under Dask, `cuda` tasks ask for a worker resource GPU=1, so only
+    workers started with `--resources GPU=1` run them."""
+    tags = routing_tags(solver, spec.device)
+    task = train_solver.with_options(task_run_name=f"train-{solver}", tags=tags)
+    if dask and "cuda" in tags:
+        import dask as dask_config
+
+        with dask_config.annotate(resources={"GPU": 1}):
+            return task.submit(ref, solver, spec, threads)
+    return task.submit(ref, solver, spec, threads)
 
 
 def collect_fits(futures: dict[str, PrefectFuture], d: int, device: str) -> list[FitResult]:

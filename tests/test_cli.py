@@ -28,6 +28,9 @@ BAD = [
     (["--solvers", "numpy_gd,lasso"], "--solvers: unknown solver(s): lasso; known: closed_form, numpy_gd,"),
     (["--solvers", ","], "--solvers: must name at least one solver; known: closed_form"),
     (["--solvers", "numpy_gd,numpy_gd"], "--solvers: duplicate solver(s): numpy_gd"),
+    (["--runner", "ray"], "--runner: Input should be 'threads', 'processes' or 'dask', got 'ray'"),
+    (["--dask-address", "tcp://127.0.0.1:8786"], "--dask-address: is only used with runner 'dask'"),
+    (["--runner", "dask", "--dask-address", "localhost"], "--dask-address: must look like tcp://host:port"),
     (["--device", "tpu"], "--device: unknown device 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
 ]
 

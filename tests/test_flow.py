@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
 from flows.cli import main
 from flows.linreg_flow import linreg_flow
@@ -27,9 +27,19 @@ def small_run(tmp_path, **fields) -> RunSpec:
     return RunSpec(output_dir=tmp_path / "out", device="cpu", **fields)
 
 
+def runs_under(client, flow_run_id) -> list:
+    """The flow run's id and its subflow runs' ids."""
+    children = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+    )
+    return [flow_run_id, *(child.id for child in children)]
+
+
 def artifacts_of(flow_run_id):
+    """Artifacts of a run and of its training subflow, by key."""
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        ids = runs_under(client, flow_run_id)
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
     return {a.key: a for a in found}
 
 
@@ -38,7 +48,8 @@ def task_runs_of(flow_run_id, expected: int, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while True:
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            ids = runs_under(client, flow_run_id)
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
         if len(runs) >= expected or time.monotonic() > deadline:
             return runs
         time.sleep(0.25)
