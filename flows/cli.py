@@ -7,6 +7,7 @@ because the library stays free of Prefect.
 
 import argparse
 import os
+from contextlib import nullcontext
 import signal
 import sys
 
@@ -100,6 +101,19 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _embedded_api_settings():
+    """Prefect settings for a run on the temporary local API (no PREFECT_API_URL).
+
+    Heartbeats let a server notice crashed runs; a temporary API dies with this
+    process, so they only cost time (about 1 s per flow run, joining the thread).
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if get_current_settings().api.url:
+        return nullcontext()
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def run(spec: RunSpec) -> int:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
     # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file.
@@ -108,7 +122,8 @@ def run(spec: RunSpec) -> int:
     from linreg.report import console_table
     from linreg.storage import run_dir
 
-    state = linreg_flow(spec, return_state=True)
+    with _embedded_api_settings():
+        state = linreg_flow(spec, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         print(f"linreg: run failed: {state.message or summary}", file=sys.stderr)
