@@ -48,7 +48,8 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     message), Failed when any solver raised; the artifacts are published either way.
     """
     run_id = new_run_id()
-    device = resolve_device(run.device)
+    # Under Dask the fits run on workers with their own hardware: each task resolves there.
+    device = run.device if run.runner == "dask" else resolve_device(run.device)
     ref = prepare_dataset(run.data, run.output_dir)
 
     fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device)

@@ -10,6 +10,17 @@ class DeviceError(ValueError):
     """A device string that is malformed or names hardware this machine lacks."""
 
 
+def parse_device(device: str) -> str:
+    """Check a device string's form without touching hardware (or importing torch).
+
+    Raises:
+        DeviceError: not "auto", "cpu", "cuda" or "cuda:N".
+    """
+    if device not in ("auto", "cpu") and _CUDA.match(device) is None:
+        raise DeviceError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
 def resolve_device(device: str = "auto") -> str:
     """Return the concrete torch device for a user's choice.
 
@@ -23,17 +34,14 @@ def resolve_device(device: str = "auto") -> str:
         DeviceError: the string is not one of the forms above, or names a CUDA
             device this machine does not have.
     """
-    if device == "cpu":
+    if parse_device(device) == "cpu":
         return "cpu"
-    match = _CUDA.match(device)
-    if device != "auto" and match is None:
-        raise DeviceError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     import torch  # deferred: "cpu" must not pay torch's import
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device == "auto":
         return "cuda:0" if count else "cpu"
-    index = int(match.group(1) or 0)
+    index = int(_CUDA.match(device).group(1) or 0)
     if count == 0:
         raise DeviceError(f"device {device!r} requested but CUDA is not available on this machine")
     if index >= count:

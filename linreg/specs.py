@@ -120,16 +120,16 @@ class RunSpec(_Model):
     overrides: dict[str, SolverOverrides] = Field(
         default_factory=dict, description="per-solver overrides, keyed by solver name"
     )
-    device: str = Field("auto", description=DEVICE_HELP)
-    output_dir: Path = Field(
-        Path("data"),
-        description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
-    )
     runner: Literal["threads", "processes", "dask"] = Field(
         "threads", description="task runner for training: threads, processes, or dask"
     )
     dask_address: str | None = Field(
         None, description="scheduler address (tcp://host:port) of an existing Dask cluster; runner dask only"
+    )
+    device: str = Field("auto", description=DEVICE_HELP)
+    output_dir: Path = Field(
+        Path("data"),
+        description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
     )
 
     def solver_spec(self, name: str, device: str) -> SolverSpec:
@@ -166,13 +166,15 @@ class RunSpec(_Model):
 
     @field_validator("device")
     @classmethod
-    def _usable_device(cls, device: str) -> str:
-        from linreg.devices import DeviceError, resolve_device
+    def _usable_device(cls, device: str, info: ValidationInfo) -> str:
+        """Checked against this machine's hardware, except under Dask, where the
+        workers that run the fits may have GPUs this machine lacks."""
+        from linreg.devices import DeviceError, parse_device, resolve_device
 
-        if device == "auto":  # never refused; checking it would import torch for nothing
-            return device
         try:
-            resolve_device(device)
+            parse_device(device)
+            if device != "auto" and info.data.get("runner") != "dask":
+                resolve_device(device)
         except DeviceError as exc:
             raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
         return device

@@ -8,6 +8,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture, as_completed
 
+from linreg.devices import resolve_device
 from linreg.solvers import SOLVERS, FitResult
 from linreg.solvers.base import failed_result
 from linreg.specs import SolverSpec
@@ -37,6 +38,7 @@ def dask_worker_address() -> str | None:
 @task(name="train", cache_key_fn=fit_cache_key, retries=0)  # a failed fit is a result, not a blip
 def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | None = None) -> FitResult:
     info = SOLVERS[solver]
+    spec = spec.model_copy(update={"device": resolve_device(spec.device)})  # on the machine that runs it
     if info.uses_torch and threads is not None:
         import torch
 

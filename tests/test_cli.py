@@ -84,3 +84,13 @@ def test_output_dir_without_write_permission_is_refused(tmp_path, capsys, monkey
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
     assert main(["run", "--output-dir", str(locked / "runs")]) == 2
     assert f"--output-dir: {locked} is not a writable folder" in capsys.readouterr().err
+
+
+def test_cuda_is_accepted_for_dask_workers_without_local_cuda(monkeypatch):
+    import torch
+
+    from flows.cli import _parser, build_run_spec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = _parser().parse_args(["run", "--runner", "dask", "--dask-address", "tcp://10.0.0.5:8786", "--device", "cuda"])
+    assert build_run_spec(args).device == "cuda"
