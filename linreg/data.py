@@ -1,12 +1,14 @@
 """Synthetic data, drawn exactly as the tutorial draws it."""
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
 from linreg.specs import DataSpec
 
 _SKIP_CHUNK = 1 << 20
+CHUNK_ROWS = 1 << 20  # rows per generated chunk and parquet row group: 16 MiB per float64 column
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,62 @@ class Dataset:
     def d(self) -> int:
         return self.x.shape[1]
 
+    def iter_chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (x, y) views of at most `rows` rows, in order."""
+        for start in range(0, self.n, rows):
+            yield self.x[start : start + rows], self.y[start : start + rows]
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `rows` rows: a uniform sample, since rows are drawn i.i.d."""
+        return self.x[:rows], self.y[:rows]
+
+
+def linear_response(x: np.ndarray, weights: list[float], bias: float) -> np.ndarray:
+    """bias + sum_j x[:, j] * w_j, added in feature order.
+
+    An explicit column loop rather than `x @ w`: BLAS may sum in a different
+    order for different row counts, which would make the data depend on the
+    chunk size. For d = 1 this is the tutorial's own `b0 + x * w0`.
+
+    Args:
+        x: (k, d) features.
+
+    Returns:
+        (k,) noiseless targets.
+    """
+    y = bias + x[:, 0] * weights[0]
+    for j in range(1, x.shape[1]):
+        y += x[:, j] * weights[j]
+    return y
+
+
+def _skip_normals(rng: np.random.RandomState, count: int) -> np.random.RandomState:
+    while count:
+        step = min(count, _SKIP_CHUNK)
+        rng.standard_normal(size=step)
+        count -= step
+    return rng
+
+
+def iter_dataset_chunks(spec: DataSpec, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Generate the dataset for `spec` in chunks of at most `rows` rows.
+
+    The tutorial draws all of x, then all of e, from one stream. Two copies of
+    RandomState(seed), the second advanced past the n * d draws of x, replay
+    exactly that stream one chunk at a time, so the data is the same whatever
+    the chunk size and never held whole.
+
+    Yields:
+        (x, y): (k, d) features and (k,) targets.
+    """
+    x_rng = np.random.RandomState(spec.seed)
+    e_rng = _skip_normals(np.random.RandomState(spec.seed), spec.n * spec.d)
+    for start in range(0, spec.n, rows):
+        k = min(rows, spec.n - start)
+        x = x_rng.standard_normal(size=(k, spec.d))
+        e = spec.noise * e_rng.standard_normal(size=(k, 1))
+        yield x, linear_response(x, spec.weights, spec.bias) + e[:, 0]
+
 
 def make_dataset(spec: DataSpec) -> Dataset:
     """Draw x ~ N(0, 1) of shape (n, d), then e of shape (n, 1), from RandomState(seed).
@@ -41,8 +99,7 @@ def make_dataset(spec: DataSpec) -> Dataset:
     rng = np.random.RandomState(spec.seed)
     x = rng.standard_normal(size=(spec.n, spec.d))
     e = spec.noise * rng.standard_normal(size=(spec.n, 1))
-    y = spec.bias + x @ np.asarray(spec.weights, dtype=np.float64) + e[:, 0]
-    return Dataset(x=x, y=y, spec=spec)
+    return Dataset(x=x, y=linear_response(x, spec.weights, spec.bias) + e[:, 0], spec=spec)
 
 
 def random_state_after_data(spec: DataSpec) -> np.random.RandomState:
@@ -53,10 +110,4 @@ def random_state_after_data(spec: DataSpec) -> np.random.RandomState:
     gives the same stream (RandomState carries its spare Gaussian between calls)
     without holding n * (d + 1) numbers at once.
     """
-    rng = np.random.RandomState(spec.seed)
-    remaining = spec.n * (spec.d + 1)
-    while remaining:
-        step = min(remaining, _SKIP_CHUNK)
-        rng.standard_normal(size=step)
-        remaining -= step
-    return rng
+    return _skip_normals(np.random.RandomState(spec.seed), spec.n * (spec.d + 1))

@@ -6,9 +6,9 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import stats
 
-from linreg.data import Dataset
+from linreg.moments import Moments, accumulate
 from linreg.solvers.base import FitResult
-from linreg.solvers.closed_form import design_matrix
+from linreg.specs import DataSpec
 from linreg.storage import DatasetRef
 
 
@@ -80,21 +80,18 @@ class RunSummary(BaseModel):
         return groups
 
 
-def training_mse_r2(data: Dataset, coef: np.ndarray, intercept: float) -> tuple[float, float]:
+def training_mse_r2(moments: Moments, coef: np.ndarray, intercept: float) -> tuple[float, float]:
     """Mean squared error and R² of (coef, intercept) on the data, in float64."""
     if not (np.isfinite(coef).all() and math.isfinite(intercept)):
         return math.nan, math.nan
-    with np.errstate(over="ignore", invalid="ignore"):
-        residual = data.y - (intercept + data.x @ coef)
-        rss = float(residual @ residual)
-    tss = float(((data.y - data.y.mean()) ** 2).sum())
-    return rss / data.n, (1.0 - rss / tss) if tss > 0 else math.nan
+    rss = moments.rss(coef, intercept)
+    r2 = 1.0 - rss / moments.syy if moments.syy > 0 else math.nan
+    return rss / moments.n, r2
 
 
-def evaluate_fit(data: Dataset, fit: FitResult, reference: FitResult | None) -> SolverReport:
-    """Score one fit against the true parameters, the reference fit and the data."""
-    spec = data.spec
-    mse, r2 = training_mse_r2(data, fit.coef, fit.intercept)
+def evaluate_fit(moments: Moments, spec: DataSpec, fit: FitResult, reference: FitResult | None) -> SolverReport:
+    """Score one fit against the true parameters, the reference fit and the data's moments."""
+    mse, r2 = training_mse_r2(moments, fit.coef, fit.intercept)
     distance = math.nan
     if reference is not None:
         delta = np.append(fit.coef - reference.coef, fit.intercept - reference.intercept)
@@ -111,23 +108,24 @@ def evaluate_fit(data: Dataset, fit: FitResult, reference: FitResult | None) -> 
     )
 
 
-def closed_form_inference(data: Dataset, level: float = 0.95) -> list[Interval]:
+def closed_form_inference(moments: Moments, spec: DataSpec, level: float = 0.95) -> list[Interval]:
     """Standard errors and t-based confidence intervals of the least-squares fit.
 
-    Uses sigma² = RSS / (n - p) and Cov = sigma² (XᵀX)⁻¹ with p = d + 1. With no
-    residual degrees of freedom the errors are NaN and no interval covers.
+    sigma² = RSS / (n - p) with p = d + 1; with S the centred XᵀX and m the
+    column means, Var(w) = sigma² S⁻¹ and Var(b) = sigma² (1/n + mᵀ S⁻¹ m).
+    With no residual degrees of freedom the errors are NaN and no interval covers.
     """
-    spec = data.spec
-    design = design_matrix(data.x)
-    beta, *_ = np.linalg.lstsq(design, data.y, rcond=None)
-    dof = data.n - design.shape[1]
+    coef, intercept = moments.solve()
+    dof = moments.n - (moments.d + 1)
     if dof > 0:
-        residual = data.y - design @ beta
-        sigma2 = float(residual @ residual) / dof
-        se = np.sqrt(sigma2 * np.diag(np.linalg.pinv(design.T @ design)))
+        sigma2 = moments.rss(coef, intercept) / dof
+        inverse = np.linalg.pinv(moments.sxx)
+        variance = np.concatenate([[1 / moments.n + moments.mean_x @ inverse @ moments.mean_x], np.diag(inverse)])
+        se = np.sqrt(sigma2 * variance)
         half = stats.t.ppf(0.5 + level / 2, dof) * se
     else:
-        se = half = np.full(beta.shape, math.nan)
+        se = half = np.full(moments.d + 1, math.nan)
+    estimates = [intercept, *coef]
     truth = [spec.bias, *spec.weights]
     names = ["bias"] + [f"w{i}" for i in range(spec.d)]
     return [
@@ -135,16 +133,20 @@ def closed_form_inference(data: Dataset, level: float = 0.95) -> list[Interval]:
             parameter=name, estimate=float(b), truth=float(t), std_error=float(s),
             ci_low=float(b - h), ci_high=float(b + h), covers_truth=bool(b - h <= t <= b + h),
         )
-        for name, b, t, s, h in zip(names, beta, truth, se, half)
+        for name, b, t, s, h in zip(names, estimates, truth, se, half)
     ]
 
 
-def summarize(run_id: str, ref: DatasetRef, data: Dataset, fits: list[FitResult]) -> RunSummary:
-    """Evaluate every fit, using the closed form (when it succeeded) as the reference."""
+def summarize(run_id: str, ref: DatasetRef, data, fits: list[FitResult]) -> RunSummary:
+    """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
+
+    The closed form, when it succeeded, is the reference for the distances.
+    """
+    moments = accumulate(data.iter_chunks(), ref.spec.d)
     reference = next((f for f in fits if f.solver == "closed_form" and f.status == "ok"), None)
     return RunSummary(
         run_id=run_id,
         dataset=DatasetInfo.from_ref(ref),
-        results=[evaluate_fit(data, fit, reference) for fit in fits],
-        inference=closed_form_inference(data),
+        results=[evaluate_fit(moments, ref.spec, fit, reference) for fit in fits],
+        inference=closed_form_inference(moments, ref.spec),
     )

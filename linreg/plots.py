@@ -9,7 +9,6 @@ matplotlib.use("Agg")  # headless: runs on workers with no display
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from linreg.data import Dataset  # noqa: E402
 from linreg.solvers.base import FitResult  # noqa: E402
 
 MAX_POINTS = 2000
@@ -17,21 +16,24 @@ MAX_PANELS = 4
 LOSS_CAP = 1e30
 
 
-def plot_fits(data: Dataset, fits: list[FitResult], seed: int = 0) -> Figure:
+def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult]) -> Figure:
     """The data with every fitted line, one panel per feature (at most four).
 
     For d > 1 each line is the fit along one feature with the others held at
-    their means. At most MAX_POINTS points are drawn, sampled without replacement.
+    their means.
+
+    Args:
+        x: (k, d) sample of the features (rows are i.i.d., so the first MAX_POINTS will do).
+        y: (k,) matching targets.
     """
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(data.n, size=min(data.n, MAX_POINTS), replace=False)
-    panels = min(data.d, MAX_PANELS)
+    d = x.shape[1]
+    panels = min(d, MAX_PANELS)
     fig = Figure(figsize=(5 * panels, 4), dpi=80, layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
-    means = data.x.mean(axis=0)
+    means = x.mean(axis=0)
     for k, ax in enumerate(axes):
-        ax.plot(data.x[rows, k], data.y[rows], ".", color="0.6", markersize=3, label="data")
-        grid = np.linspace(data.x[:, k].min(), data.x[:, k].max(), 2)
+        ax.plot(x[:, k], y, ".", color="0.6", markersize=3, label="data")
+        grid = np.linspace(x[:, k].min(), x[:, k].max(), 2)
         for fit in fits:
             if not (np.isfinite(fit.coef).all() and np.isfinite(fit.intercept)):
                 continue

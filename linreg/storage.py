@@ -9,15 +9,16 @@ import os
 import socket
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from linreg.data import Dataset, make_dataset
+from linreg.data import CHUNK_ROWS, Dataset, iter_dataset_chunks
 from linreg.specs import DataSpec
 
 FORMAT_VERSION = 1
@@ -109,7 +110,8 @@ def _feature_names(d: int) -> list[str]:
     return [f"x{i}" for i in range(d)]
 
 
-def _metadata(spec: DataSpec) -> dict[bytes, bytes]:
+def _schema(spec: DataSpec) -> pa.Schema:
+    """float64 columns x0..x{d-1}, y; the spec and a format version in the key-value metadata."""
     fields = {
         "format_version": FORMAT_VERSION,
         "n": spec.n,
@@ -119,22 +121,60 @@ def _metadata(spec: DataSpec) -> dict[bytes, bytes]:
         "noise": spec.noise,
         "seed": spec.seed,
     }
-    return {f"{_META}{k}".encode(): json.dumps(v).encode() for k, v in fields.items()}
+    metadata = {f"{_META}{k}".encode(): json.dumps(v).encode() for k, v in fields.items()}
+    columns = [pa.field(name, pa.float64(), nullable=False) for name in _feature_names(spec.d) + ["y"]]
+    return pa.schema(columns, metadata=metadata)
+
+
+class _HashingSink(io.RawIOBase):
+    """A write-only file that digests every byte on its way to disk: no second pass to hash."""
+
+    def __init__(self, fh):
+        self._fh, self._digest, self._position = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        self._position += len(data)
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def write_dataset_chunks(
+    spec: DataSpec, chunks: Iterable[tuple[np.ndarray, np.ndarray]], path: Path,
+    progress: Callable[[int], None] | None = None,
+) -> DatasetRef:
+    """Stream (x, y) chunks into a parquet file, one row group each, atomically.
+
+    Random floats do not compress and dictionary encoding only grows them, so
+    both are off. The sha256 is taken while writing.
+
+    Args:
+        chunks: (k, d) features and (k,) targets, in row order.
+        progress: called with the rows of each chunk once it is written.
+    """
+    schema = _schema(spec)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        sink = _HashingSink(fh)
+        with pq.ParquetWriter(sink, schema, compression="none", use_dictionary=False) as writer:
+            for x, y in chunks:
+                arrays = [pa.array(x[:, j]) for j in range(x.shape[1])] + [pa.array(y)]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=len(y))
+                if progress:
+                    progress(len(y))
+    return DatasetRef(path=str(path), sha256=sink.hexdigest(), spec=spec)
 
 
 def write_dataset(dataset: Dataset, path: Path) -> DatasetRef:
-    """Write features and target as float64 parquet columns, atomically.
-
-    Columns are x0..x{d-1} and y; the spec and a format version go in the
-    key-value metadata. Random floats do not compress and dictionary encoding
-    only grows them, so both are off.
-    """
-    columns = {name: dataset.x[:, i] for i, name in enumerate(_feature_names(dataset.d))}
-    columns["y"] = dataset.y
-    table = pa.table(columns).replace_schema_metadata(_metadata(dataset.spec))
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="none", use_dictionary=False)
-    return DatasetRef(path=str(path), sha256=sha256_file(path), spec=dataset.spec)
+    """Write an in-memory dataset (see write_dataset_chunks)."""
+    return write_dataset_chunks(dataset.spec, dataset.iter_chunks(), path)
 
 
 def _spec_from_metadata(path: Path, meta: dict[bytes, bytes] | None) -> DataSpec:
@@ -150,48 +190,137 @@ def _spec_from_metadata(path: Path, meta: dict[bytes, bytes] | None) -> DataSpec
     return DataSpec(**fields)
 
 
-def _table_to_dataset(path: Path, table: pa.Table) -> Dataset:
-    spec = _spec_from_metadata(path, table.schema.metadata)
+def _check_layout(path: Path, schema: pa.Schema, rows: int, expected_spec: DataSpec) -> None:
+    """Refuse a file whose metadata, columns, types or row count are not what the spec says."""
+    spec = _spec_from_metadata(path, schema.metadata)
     expected = _feature_names(spec.d) + ["y"]
-    if table.column_names != expected:
-        raise DatasetError(path, f"columns {table.column_names}, expected {expected}")
-    wrong = [f.name for f in table.schema if f.type != pa.float64()]
+    if schema.names != expected:
+        raise DatasetError(path, f"columns {schema.names}, expected {expected}")
+    wrong = [f.name for f in schema if f.type != pa.float64()]
     if wrong:
         raise DatasetError(path, f"columns {wrong} are not float64")
-    if table.num_rows != spec.n:
-        raise DatasetError(path, f"{table.num_rows} rows, metadata says n={spec.n}")
-    x = np.column_stack([table.column(name).to_numpy() for name in expected[:-1]])
-    y = table.column("y").to_numpy()
+    if rows != spec.n:
+        raise DatasetError(path, f"{rows} rows, metadata says n={spec.n}")
+    if spec != expected_spec:
+        raise DatasetError(path, "metadata spec differs from the expected spec")
+
+
+def _check_finite(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise DatasetError(path, "contains NaN or infinite values")
-    return Dataset(x=x, y=y, spec=spec)
 
 
-def _load(path: Path, spec: DataSpec, sha256: str | None) -> tuple[Dataset, str]:
-    """Read and check one dataset file; return it with its digest."""
+def _columns(table: pa.Table | pa.RecordBatch, d: int) -> tuple[np.ndarray, np.ndarray]:
+    if d == 1:  # zero-copy view of the column
+        x = table.column(0).to_numpy().reshape(-1, 1)
+    else:
+        x = np.column_stack([table.column(j).to_numpy() for j in range(d)])
+    return x, table.column(d).to_numpy()
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        payload = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DatasetError(
             path, f"not found on {socket.gethostname()}; remote workers need the data root on shared storage"
         ) from None
     except OSError as exc:
         raise DatasetError(path, f"cannot be read ({exc.strerror})") from None
+
+
+def _check_digest(path: Path, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise DatasetError(path, f"sha256 {actual[:12]}... does not match the reference {expected[:12]}...")
+
+
+def _load(path: Path, spec: DataSpec, sha256: str | None) -> tuple[Dataset, str]:
+    """Read and check one dataset file in one I/O pass; return it with its digest."""
+    payload = _read_bytes(path)
     actual = hashlib.sha256(payload).hexdigest()
-    if sha256 is not None and actual != sha256:
-        raise DatasetError(path, f"sha256 {actual[:12]}... does not match the reference {sha256[:12]}...")
+    if sha256 is not None:
+        _check_digest(path, actual, sha256)
     try:
         table = pq.read_table(pa.BufferReader(payload))
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(path, f"not a readable parquet file ({exc})") from None
-    dataset = _table_to_dataset(path, table)
-    if dataset.spec != spec:
-        raise DatasetError(path, "metadata spec differs from the expected spec")
-    return dataset, actual
+    _check_layout(path, table.schema, table.num_rows, spec)
+    x, y = _columns(table, spec.d)
+    _check_finite(path, x, y)
+    return Dataset(x=x, y=y, spec=spec), actual
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """A checked dataset file read in chunks, for data larger than a task's memory budget.
+
+    Offers the same `n`, `d`, `spec`, `iter_chunks` and `head` as an in-memory
+    Dataset; every chunk is checked for non-finite values as it is read.
+    """
+
+    path: Path
+    spec: DataSpec
+
+    @property
+    def n(self) -> int:
+        return self.spec.n
+
+    @property
+    def d(self) -> int:
+        return self.spec.d
+
+    def iter_chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # pre_buffer=False: otherwise pyarrow preloads the whole file.
+        reader = pq.ParquetFile(self.path, pre_buffer=False)
+        for batch in reader.iter_batches(batch_size=rows):
+            x, y = _columns(batch, self.d)
+            _check_finite(self.path, x, y)
+            yield x, y
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return next(self.iter_chunks(rows))
+
+
+def _open_source(path: Path, spec: DataSpec) -> ParquetSource:
+    try:
+        reader = pq.ParquetFile(path)
+    except FileNotFoundError:
+        _read_bytes(path)  # raises the "not found on HOST" error
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(path, f"not a readable parquet file ({exc})") from None
+    _check_layout(path, reader.schema_arrow, reader.metadata.num_rows, spec)
+    return ParquetSource(path=path, spec=spec)
+
+
+def dataset_bytes(spec: DataSpec) -> int:
+    """Memory that x and y take as float64 arrays."""
+    return spec.n * (spec.d + 1) * 8
+
+
+def open_dataset(ref: DatasetRef, memory_budget: int | None = None) -> "Dataset | ParquetSource":
+    """Check a dataset file and return it in memory if it fits the budget, else as a chunked source.
+
+    Raises:
+        DatasetError: naming the file and the problem.
+    """
+    budget = memory_budget if memory_budget is not None else memory_budget_bytes()
+    path = Path(ref.path)
+    if dataset_bytes(ref.spec) <= budget:
+        return _load(path, ref.spec, ref.sha256)[0]
+    if not path.exists():
+        _read_bytes(path)
+    _check_digest(path, sha256_file(path), ref.sha256)
+    return _open_source(path, ref.spec)
+
+
+def memory_budget_bytes() -> int:
+    """Bytes of x and y one task may hold in memory: LINREG_MEMORY_BUDGET, default 1 GiB."""
+    return int(os.environ.get("LINREG_MEMORY_BUDGET", 1 << 30))
 
 
 def read_dataset(ref: DatasetRef) -> Dataset:
-    """Read a dataset, refusing it unless digest, schema, metadata and values all check out.
+    """Read a dataset into memory, refusing it unless digest, schema, metadata and values all check out.
 
     Raises:
         DatasetError: naming the file and the problem.
@@ -208,16 +337,25 @@ def existing_dataset(path: Path, spec: DataSpec) -> DatasetRef | None:
     path = Path(path)
     if not path.exists():
         return None
-    _, digest = _load(path, spec, None)
-    return DatasetRef(path=str(path), sha256=digest, spec=spec)
+    if dataset_bytes(spec) <= memory_budget_bytes():
+        return DatasetRef(path=str(path), sha256=_load(path, spec, None)[1], spec=spec)
+    ref = DatasetRef(path=str(path), sha256=sha256_file(path), spec=spec)
+    for _ in _open_source(path, spec).iter_chunks():  # every value checked, chunk by chunk
+        pass
+    return ref
 
 
-def ensure_dataset(spec: DataSpec, root: Path) -> tuple[DatasetRef, bool]:
+def ensure_dataset(
+    spec: DataSpec, root: Path, progress: Callable[[int], None] | None = None
+) -> tuple[DatasetRef, bool]:
     """Return a reference to the dataset for `spec` under `root`, generating it if needed.
 
     The file's name is derived from the spec, so the same spec reuses the same
     file. A file that is there but fails its checks is regenerated once, never
-    used.
+    used. Generation streams chunks into row groups: memory stays flat in n.
+
+    Args:
+        progress: called with rows written, as generation goes.
 
     Returns:
         (reference, reused): reused is False when the file was (re)written.
@@ -230,7 +368,7 @@ def ensure_dataset(spec: DataSpec, root: Path) -> tuple[DatasetRef, bool]:
         ref = None
     if ref is not None:
         return ref, True
-    return write_dataset(make_dataset(spec), path), False
+    return write_dataset_chunks(spec, iter_dataset_chunks(spec), path, progress), False
 
 
 def run_dir(root: Path, run_id: str) -> Path:

@@ -7,6 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from linreg.specs import DataSpec
 from linreg.storage import DatasetError, DatasetRef, ensure_dataset
+from tasks.progress import rows_progress
 
 
 def retry_on_io_error(task, task_run, state) -> bool:
@@ -25,6 +26,7 @@ def retry_on_io_error(task, task_run, state) -> bool:
     cache_policy=NO_CACHE,
 )
 def prepare_dataset(spec: DataSpec, root: Path) -> DatasetRef:
-    ref, reused = ensure_dataset(spec, root)
+    with rows_progress(spec.n, "generating rows", key="linreg-generate-progress") as progress:
+        ref, reused = ensure_dataset(spec, root, progress)
     get_run_logger().info("%s dataset %s (sha256 %s)", "reused" if reused else "wrote", ref.path, ref.sha256[:12])
     return ref

@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from pydantic import ValidationError
 
-from linreg.data import make_dataset, random_state_after_data
+from linreg.data import iter_dataset_chunks, make_dataset, random_state_after_data
 from linreg.specs import DataSpec
 
 
@@ -82,3 +82,20 @@ def test_bad_data_spec_names_the_field_and_range(fields, field, words):
     error = info.value.errors()[0]
     assert error["loc"][0] == field
     assert words in error["msg"]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_chunked_generation_is_identical_whatever_the_chunk_size(rows):
+    spec = DataSpec(n=300, weights=[0.5, -2.0, 3.0, 1.0], bias=0.2, noise=0.7, seed=9)
+    whole = make_dataset(spec)
+    chunks = list(iter_dataset_chunks(spec, rows=rows))
+    assert all(len(x) <= rows for x, _ in chunks)
+    assert_array_equal(np.concatenate([x for x, _ in chunks]), whole.x)
+    assert_array_equal(np.concatenate([y for _, y in chunks]), whole.y)
+
+
+def test_chunked_default_spec_is_the_tutorial():
+    x, y, _ = tutorial_draws()
+    chunks = list(iter_dataset_chunks(DataSpec(), rows=333))
+    assert_array_equal(np.concatenate([c for c, _ in chunks]), x)
+    assert_array_equal(np.concatenate([c for _, c in chunks]), y[:, 0])

@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose
 
 from linreg.data import make_dataset
 from linreg.evaluate import closed_form_inference, evaluate_fit, summarize, training_mse_r2
+from linreg.moments import Moments, accumulate
 from linreg.report import console_table, outcome, render_markdown, summary_rows
 from linreg.solvers import SOLVERS
 from linreg.solvers.base import FitResult, failed_result, iterative_result
@@ -26,10 +27,14 @@ def closed(data):
     return SOLVERS["closed_form"].fit(data, SOLVERS["closed_form"].defaults)
 
 
+def moments(data):
+    return accumulate(data.iter_chunks(), data.d)
+
+
 def test_errors_are_measured_against_the_truth_and_the_reference(data):
     reference = closed(data)
     fit = FitResult(solver="x", coef=np.array([2.1, -1.0]), intercept=0.4)
-    report = evaluate_fit(data, fit, reference)
+    report = evaluate_fit(moments(data), data.spec, fit, reference)
     assert_allclose(report.weights_abs_error, [0.1, 0.0], atol=1e-12)
     assert report.bias_abs_error == pytest.approx(0.1)
     expected = np.linalg.norm(np.append(fit.coef - reference.coef, fit.intercept - reference.intercept))
@@ -38,14 +43,14 @@ def test_errors_are_measured_against_the_truth_and_the_reference(data):
 
 def test_mse_and_r2_match_their_definitions(data):
     coef, intercept = np.array([1.9, -0.8]), 0.6
-    mse, r2 = training_mse_r2(data, coef, intercept)
+    mse, r2 = training_mse_r2(moments(data), coef, intercept)
     residual = data.y - intercept - data.x @ coef
     assert mse == pytest.approx(np.mean(residual**2))
     assert r2 == pytest.approx(1 - np.sum(residual**2) / np.sum((data.y - data.y.mean()) ** 2))
 
 
 def test_closed_form_inference_matches_the_textbook_formula(data):
-    intervals = closed_form_inference(data)
+    intervals = closed_form_inference(moments(data), data.spec)
     design = np.column_stack([np.ones(data.n), data.x])
     beta = np.linalg.solve(design.T @ design, design.T @ data.y)
     sigma2 = np.sum((data.y - design @ beta) ** 2) / (data.n - 3)
@@ -57,17 +62,22 @@ def test_closed_form_inference_matches_the_textbook_formula(data):
     assert_allclose([i.ci_high - i.estimate for i in intervals], 1.968 * se, rtol=2e-4)
 
 
+def _inference(spec):
+    data = make_dataset(spec)
+    return closed_form_inference(moments(data), spec)
+
+
 def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time():
     covered = [
         interval.covers_truth
         for seed in range(300)
-        for interval in closed_form_inference(make_dataset(DataSpec(n=20, weights=[1.5], noise=1.0, seed=seed)))
+        for interval in _inference(DataSpec(n=20, weights=[1.5], noise=1.0, seed=seed))
     ]
     assert 0.92 <= np.mean(covered) <= 0.98
 
 
 def test_inference_without_residual_degrees_of_freedom_is_nan():
-    intervals = closed_form_inference(make_dataset(DataSpec(n=2, seed=0)))
+    intervals = _inference(DataSpec(n=2, seed=0))
     assert all(math.isnan(i.std_error) and not i.covers_truth for i in intervals)
 
 
@@ -113,3 +123,41 @@ def test_console_table_has_a_row_per_solver(data):
     lines = table.splitlines()
     assert lines[0].split()[:2] == ["solver", "status"]
     assert [line.split()[:2] for line in lines[1:]] == [["closed_form", "ok"], ["numpy_gd", "failed"]]
+
+
+@pytest.mark.parametrize("rows", [1, 3, 50, 1000])
+def test_moments_merged_over_chunks_match_one_pass(data, rows):
+    merged = accumulate(data.iter_chunks(rows), data.d)
+    whole = Moments.of_chunk(data.x, data.y)
+    assert merged.n == whole.n
+    assert_allclose(merged.mean_x, whole.mean_x, rtol=1e-12)
+    assert_allclose(merged.sxx, whole.sxx, rtol=1e-10)
+    assert_allclose(merged.sxy, whole.sxy, rtol=1e-10)
+    assert merged.syy == pytest.approx(whole.syy, rel=1e-10)
+
+
+def test_moments_stay_accurate_far_from_the_origin():
+    # Raw sums of squares would cancel here; centred merging does not.
+    spec = DataSpec(n=5000, weights=[3.0], bias=1e6, noise=0.5, seed=4)
+    data = make_dataset(spec)
+    shifted_x = data.x + 1e6
+    merged = accumulate(((x, y) for x, y in zip(np.array_split(shifted_x, 50), np.array_split(data.y, 50))), 1)
+    coef, _ = merged.solve()
+    # The slope does not depend on the shift: compare with the well-conditioned unshifted fit.
+    reference = np.linalg.lstsq(np.column_stack([np.ones(spec.n), data.x]), data.y, rcond=None)[0]
+    assert coef[0] == pytest.approx(reference[1], rel=1e-9)
+
+
+def test_rss_from_moments_matches_the_residuals(data):
+    coef, intercept = np.array([1.7, -0.9]), 0.8
+    residual = data.y - intercept - data.x @ coef
+    assert moments(data).rss(coef, intercept) == pytest.approx(residual @ residual, rel=1e-12)
+
+
+def test_solve_matches_lstsq_and_falls_back_when_singular(data):
+    coef, intercept = moments(data).solve()
+    beta = np.linalg.lstsq(np.column_stack([np.ones(data.n), data.x]), data.y, rcond=None)[0]
+    assert_allclose([intercept, *coef], beta, rtol=1e-10)
+    twin = np.column_stack([data.x[:, 0], data.x[:, 0]])  # perfectly collinear
+    coef, _ = accumulate([(twin, data.y)], 2).solve()
+    assert np.isfinite(coef).all() and coef[0] == pytest.approx(coef[1])

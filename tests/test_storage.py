@@ -9,17 +9,20 @@ import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_array_equal
 
-from linreg.data import make_dataset
+from linreg.data import iter_dataset_chunks, make_dataset
 from linreg.specs import DataSpec
 from linreg.storage import (
     DatasetError,
     DatasetRef,
+    ParquetSource,
     atomic_path,
     dataset_path,
     ensure_dataset,
+    open_dataset,
     read_dataset,
     sha256_file,
     write_dataset,
+    write_dataset_chunks,
 )
 
 SPEC = DataSpec(n=64, weights=[2.0, -1.0], seed=3)
@@ -143,3 +146,43 @@ def test_ensure_dataset_regenerates_a_damaged_cache_file(tmp_path, caplog):
 
 def test_different_specs_get_different_files(tmp_path):
     assert dataset_path(tmp_path, SPEC) != dataset_path(tmp_path, SPEC.model_copy(update={"seed": 4}))
+
+
+def test_a_file_over_the_memory_budget_is_streamed_with_the_same_values(written):
+    data, ref = written
+    source = open_dataset(ref, memory_budget=100)
+    assert isinstance(source, ParquetSource) and (source.n, source.d) == (64, 2)
+    chunks = list(source.iter_chunks(rows=10))
+    assert [len(y) for _, y in chunks] == [10] * 6 + [4]
+    assert_array_equal(np.concatenate([x for x, _ in chunks]), data.x)
+    assert_array_equal(np.concatenate([y for _, y in chunks]), data.y)
+    in_memory = open_dataset(ref, memory_budget=10**9)
+    assert_array_equal(in_memory.x, data.x)
+
+
+def test_streamed_reads_check_the_digest_and_the_values(written):
+    _, ref = written
+    with pytest.raises(DatasetError, match="does not match the reference"):
+        open_dataset(ref.model_copy(update={"sha256": "1" * 64}), memory_budget=100)
+    table = pq.read_table(ref.path)
+    y = table.column("y").to_numpy().copy()
+    y[-1] = np.inf
+    poisoned = _rewrite(ref.path, table.set_column(2, "y", pa.array(y)).replace_schema_metadata(table.schema.metadata))
+    source = open_dataset(poisoned, memory_budget=100)
+    with pytest.raises(DatasetError, match="contains NaN or infinite values"):
+        list(source.iter_chunks(rows=16))
+
+
+def test_chunked_writes_make_one_row_group_per_chunk_and_hash_while_writing(tmp_path):
+    spec = DataSpec(n=1000, seed=1)
+    ref = write_dataset_chunks(spec, iter_dataset_chunks(spec, rows=300), tmp_path / "c.parquet")
+    assert pq.ParquetFile(ref.path).metadata.num_row_groups == 4
+    assert ref.sha256 == sha256_file(ref.path)
+    assert_array_equal(read_dataset(ref).y, make_dataset(spec).y)
+
+
+def test_cache_reuse_over_the_budget_checks_every_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINREG_MEMORY_BUDGET", "100")
+    ref, _ = ensure_dataset(SPEC, tmp_path)
+    again, reused = ensure_dataset(SPEC, tmp_path)
+    assert reused and again == ref
