@@ -10,12 +10,20 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= linreg
 
-.PHONY: run test lock clean
+# `make server`: a Prefect server with its own state, the deployments and a worker.
+SERVER_HOME ?= $(CURDIR)/.prefect-server
+PORT ?= 4200
+HOST := 127.0.0.1
+# The browser of the e2e test: Debian's chromium, never a Playwright download.
+export LINREG_CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: run test lock clean server server-stop
 
 run: $(STAMP)
 	$(BIN)/linreg run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(LINREG_CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Reinstall whenever the pins change.
@@ -32,3 +40,16 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache
+
+# Start the server, pools, concurrency limit, deployments and a worker; idempotent.
+server: $(STAMP)
+	PREFECT_HOME=$(SERVER_HOME) PORT=$(PORT) LINREG_HOST=$(HOST) scripts/server.sh start
+
+# Stop exactly the processes `make server` recorded.
+server-stop:
+	PREFECT_HOME=$(SERVER_HOME) scripts/server.sh stop
+
+$(LINREG_CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "no $@ and no apt-get: install chromium and set LINREG_CHROMIUM to it" >&2; exit 1; }
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# A local Prefect server for the linreg deployments: server, work pools, the
+# `cuda` concurrency limit, `prefect deploy --all`, and a worker for linreg-cpu.
+#
+#   scripts/server.sh start    idempotent: starts only what is not running yet
+#   scripts/server.sh stop     stops exactly the processes `start` recorded
+#   scripts/server.sh status   what is running, from the recorded PIDs
+#
+# `make server` / `make server-stop` call this; so does tests/test_e2e_server.py,
+# with its own values for the variables below.
+#
+# Environment:
+#   PORT                  API and UI port (default 4200)
+#   LINREG_HOST           address the server binds to (default 127.0.0.1, loopback only)
+#   PREFECT_HOME          server state: the SQLite database and the UI build
+#                         (default <repo>/.prefect-server)
+#   LINREG_RUN_DIR        PID files and logs (default $PREFECT_HOME/run)
+#   LINREG_START_TIMEOUT  seconds to wait for the API, and again for the worker (default 120)
+#   PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_SERVER_API_AUTH_STRING, ... pass through.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/.venv/bin
+PORT=${PORT:-4200}
+HOST=${LINREG_HOST:-127.0.0.1}
+export PREFECT_HOME=${PREFECT_HOME:-$ROOT/.prefect-server}
+RUN_DIR=${LINREG_RUN_DIR:-$PREFECT_HOME/run}
+START_TIMEOUT=${LINREG_START_TIMEOUT:-120}
+STOP_TIMEOUT=30
+POOLS=(linreg-cpu linreg-gpu)
+WORKER_POOL=linreg-cpu
+
+case $HOST in 0.0.0.0 | :: | '[::]') LOCAL_HOST=127.0.0.1 ;; *) LOCAL_HOST=$HOST ;; esac
+UI_URL=http://$LOCAL_HOST:$PORT
+export PREFECT_API_URL=$UI_URL/api
+# The UI's browser code calls this address; on any port but 4200 it must be set.
+export PREFECT_UI_API_URL=${PREFECT_UI_API_URL:-$PREFECT_API_URL}
+export PREFECT_SERVER_ANALYTICS_ENABLED=${PREFECT_SERVER_ANALYTICS_ENABLED:-false}
+if [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]]; then
+    export PREFECT_API_AUTH_STRING=${PREFECT_API_AUTH_STRING:-$PREFECT_SERVER_API_AUTH_STRING}
+fi
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'server.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- processes: started in their own session, recorded, checked before any signal
+
+# The command line a recorded process must still have, so a reused PID is never signalled.
+signature() { case $1 in server) echo "$BIN/prefect server start" ;; worker) echo "$BIN/prefect worker start" ;; esac; }
+
+# Print the recorded PID of $1 if that process is alive and is still ours.
+recorded_pid() {
+    local file=$RUN_DIR/$1.pid pid
+    [[ -f $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    ps -ww -o command= -p "$pid" 2>/dev/null | grep -qF "$(signature "$1")" || return 1
+    echo "$pid"
+}
+
+# Start "$@" detached in a new session (so it outlives make and owns its process
+# group), output to $RUN_DIR/$name.log, and record its PID.
+launch() {
+    local name=$1; shift
+    local log=$RUN_DIR/$name.log
+    : >"$log"
+    (cd "$ROOT" && "$BIN/python" -c '
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+print(proc.pid)' "$log" "$@") >"$RUN_DIR/$name.pid"
+}
+
+# PIDs of $1 and of everything below it: its process tree, plus its process
+# group (orphans re-parented to init keep the group). Flow-run processes get
+# their own group from the worker, so the tree is needed as well.
+family() {
+    ps -eo pid=,ppid=,pgid= | awk -v root="$1" '
+        { pid[NR] = $1; ppid[NR] = $2; pgid[NR] = $3 }
+        END {
+            keep[root] = 1
+            do {
+                added = 0
+                for (i = 1; i <= NR; i++)
+                    if (!(pid[i] in keep) && ((ppid[i] in keep) || pgid[i] == root)) { keep[pid[i]] = 1; added = 1 }
+            } while (added)
+            for (p in keep) print p
+        }'
+}
+
+# When $1 started: a PID that is reused later has another start time.
+started_at() { ps -o lstart= -p "$1" 2>/dev/null || true; }
+
+# Stop $1's recorded process and its family: SIGTERM to it, then, after
+# STOP_TIMEOUT, SIGKILL to every member still running (same PID, same start time).
+stop_one() {
+    local name=$1 pid p waited=0
+    local -A family_start=()
+    if ! pid=$(recorded_pid "$name"); then
+        [[ -f $RUN_DIR/$name.pid ]] && say "$name: not running (removing stale $RUN_DIR/$name.pid)"
+        rm -f "$RUN_DIR/$name.pid"
+        return 0
+    fi
+    for p in $(family "$pid"); do family_start[$p]=$(started_at "$p"); done
+    say "$name: stopping PID $pid (${#family_start[@]} processes)"
+    kill -TERM "$pid" 2>/dev/null || true
+    while family_left && ((waited < STOP_TIMEOUT * 5)); do sleep 0.2; waited=$((waited + 1)); done
+    if family_left; then
+        say "$name: still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+        for p in $(family "$pid"); do [[ -v family_start[$p] ]] || family_start[$p]=$(started_at "$p"); done
+        for p in "${!family_start[@]}"; do
+            [[ -n ${family_start[$p]} && $(started_at "$p") == "${family_start[$p]}" ]] && { kill -KILL "$p" 2>/dev/null || true; }
+        done
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+}
+
+# Whether any member of stop_one's family_start still runs.
+family_left() {
+    local p
+    for p in "${!family_start[@]}"; do
+        [[ -n ${family_start[$p]} && $(started_at "$p") == "${family_start[$p]}" ]] && return 0
+    done
+    return 1
+}
+
+show_log() { { echo "--- last lines of $1:"; tail -n 30 "$1" || true; } >&2; }
+
+# --- readiness, polled over HTTP with a deadline
+
+# wait_for WHAT PID PYTHON-CONDITION: poll until the condition (a Python
+# expression over get(path) -> parsed JSON) holds, PID dies, or time runs out.
+wait_for() {
+    local what=$1 pid=$2 condition=$3
+    "$BIN/python" - "$PREFECT_API_URL" "$pid" "$START_TIMEOUT" <<PY || return 1
+import base64, json, os, sys, time, urllib.request
+from datetime import datetime
+api, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+auth = os.environ.get("PREFECT_API_AUTH_STRING")
+def get(path, body=None):
+    req = urllib.request.Request(api + path, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.load(resp)
+deadline, last = time.monotonic() + timeout, "no answer yet"
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("server.sh: $what: process %d exited" % pid)
+    try:
+        if $condition:
+            sys.exit(0)
+        last = "not yet"
+    except Exception as exc:
+        last = repr(exc)
+    time.sleep(0.5)
+sys.exit("server.sh: $what: not ready after %gs (%s)" % (timeout, last))
+PY
+}
+
+# --- the steps of `start`
+
+start_server() {
+    local pid
+    if pid=$(recorded_pid server); then
+        local port
+        port=$(cat "$RUN_DIR/server.port" 2>/dev/null || echo "?")
+        [[ $port == "$PORT" ]] || die "a server from $RUN_DIR is already running on port $port (PID $pid); stop it first"
+        say "server: already running (PID $pid)"
+    else
+        launch server "$BIN/prefect" server start --host "$HOST" --port "$PORT"
+        echo "$PORT" >"$RUN_DIR/server.port"
+        pid=$(<"$RUN_DIR/server.pid")
+        say "server: started (PID $pid), state in $PREFECT_HOME, log $RUN_DIR/server.log"
+    fi
+    wait_for "API at $PREFECT_API_URL" "$pid" 'get("/health") is True' || { show_log "$RUN_DIR/server.log"; exit 1; }
+    say "server: API healthy at $PREFECT_API_URL"
+}
+
+# Run a prefect CLI command quietly; show its output only if it fails.
+quiet() {
+    local out
+    if ! out=$(cd "$ROOT" && "$BIN/prefect" --no-prompt "$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
+create_pools() {
+    local pool out
+    for pool in "${POOLS[@]}"; do
+        if out=$(cd "$ROOT" && "$BIN/prefect" --no-prompt work-pool create "$pool" --type process 2>&1); then
+            say "work pool $pool: created (process)"
+        elif grep -q "already exists" <<<"$out"; then
+            say "work pool $pool: exists"
+        else
+            printf '%s\n' "$out" >&2
+            die "could not create work pool $pool"
+        fi
+    done
+}
+
+start_worker() {
+    local pid since
+    if pid=$(recorded_pid worker); then
+        say "worker: already running (PID $pid)"
+        since=0
+    else
+        since=$(date +%s)
+        # Started in the repository root: the deployments' relative working_dir
+        # and pull step resolve to the folder the worker runs in.
+        launch worker "$BIN/prefect" worker start --pool "$WORKER_POOL" --type process
+        pid=$(<"$RUN_DIR/worker.pid")
+        say "worker: started for $WORKER_POOL in $ROOT (PID $pid), log $RUN_DIR/worker.log"
+    fi
+    # A heartbeat since this start: an earlier worker's ONLINE status outlives it by a minute or two.
+    local online="any(w['status'] == 'ONLINE' and datetime.fromisoformat(w['last_heartbeat_time']).timestamp() >= $since - 1 for w in get('/work_pools/$WORKER_POOL/workers/filter', {}))"
+    wait_for "worker for $WORKER_POOL" "$pid" "$online" || { show_log "$RUN_DIR/worker.log"; exit 1; }
+    say "worker: online"
+}
+
+start() {
+    [[ -x $BIN/prefect ]] || die "$BIN/prefect not found; run 'make test' or 'make run' once to build .venv"
+    mkdir -p "$RUN_DIR"
+    start_server
+    create_pools
+    quiet concurrency-limit create cuda 1 || die "could not create the concurrency limit for tag cuda"
+    say "concurrency limit: tag cuda, 1 task run at a time"
+    quiet deploy --all || die "prefect deploy --all failed"
+    say "deployed: linreg/linreg-local (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
+    start_worker
+    local auth="" stop="make server-stop"
+    [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]] && auth='PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING" '
+    [[ $PREFECT_HOME == "$ROOT/.prefect-server" ]] || stop="PREFECT_HOME=$PREFECT_HOME $0 stop"
+    cat <<EOF
+
+Prefect UI:  $UI_URL
+Run it now:  ${auth}PREFECT_API_URL=$PREFECT_API_URL $BIN/prefect deployment run 'linreg/linreg-local' --watch
+Stop:        $stop
+EOF
+}
+
+stop() {
+    stop_one worker  # first: it reports to the server while shutting down
+    stop_one server
+    rm -f "$RUN_DIR/server.port"
+}
+
+status() {
+    local name pid rc=0
+    for name in server worker; do
+        if pid=$(recorded_pid "$name"); then say "$name: running (PID $pid)"; else say "$name: not running"; rc=3; fi
+    done
+    return $rc
+}
+
+case ${1:-} in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) die "usage: $0 start|stop|status" ;;
+esac
