@@ -39,7 +39,7 @@ lock: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) .prefect .pytest_cache
+	rm -rf $(VENV) .prefect .prefect-server .pytest_cache
 
 # Start the server, pools, concurrency limit, deployments and a worker; idempotent.
 server: $(STAMP)
