@@ -7,9 +7,9 @@ because the library stays free of Prefect.
 
 import argparse
 import os
-from contextlib import nullcontext
 import signal
 import sys
+import threading
 
 from pydantic import ValidationError
 
@@ -101,28 +101,54 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _embedded_api_settings():
-    """Prefect settings for a run on the temporary local API (no PREFECT_API_URL).
+def _run_settings():
+    """Prefect settings for a run started from the terminal.
 
-    Heartbeats let a server notice crashed runs; a temporary API dies with this
-    process, so they only cost time (about 1 s per flow run, joining the thread).
+    Flow-run heartbeats let a server notice runs whose process died unseen; a
+    run started here is watched by the user's terminal (and on the temporary
+    API, dies with it), so they only cost time: about 1 s per flow run, to join
+    the heartbeat thread. Deployment runs started by a worker keep them.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    if get_current_settings().api.url:
-        return nullcontext()
     return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+def _start_temporary_api() -> threading.Thread | None:
+    """Start Prefect's temporary local API now, in the background, when no server is configured.
+
+    It is the same server the first flow call would start (a process-wide
+    singleton); starting it here lets its ~5 s start-up overlap the imports of
+    torch and the pipeline instead of following them.
+    """
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-temporary-api", daemon=True)
+    thread.start()
+    return thread
 
 
 def run(spec: RunSpec) -> int:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
     # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file.
     signal.signal(signal.SIGTERM, _interrupt)
+    api = _start_temporary_api()
     from flows.linreg_flow import linreg_flow  # deferred: bad options fail fast, before Prefect loads
     from linreg.report import console_table
     from linreg.storage import run_dir
 
-    with _embedded_api_settings():
+    if api is not None:
+        api.join()  # the flow must not reach for the API before it is healthy
+    with _run_settings():
         state = linreg_flow(spec, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
