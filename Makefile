@@ -18,7 +18,7 @@ HOST := 127.0.0.1
 export LINREG_CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lock clean server server-stop
+.PHONY: run test lock clean server server-stop bench gpu-check
 
 run: $(STAMP)
 	$(BIN)/linreg run $(ARGS)
@@ -26,11 +26,21 @@ run: $(STAMP)
 test: $(STAMP) $(LINREG_CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every solver against the tutorial's loops, the closed form against scikit-learn, `linreg run`
+# against the tutorial script: bench/results/latest.{json,md}, under 10 minutes. OpenBLAS tuning
+# variables, if the machine sets them, are dropped for this process only (they slow current NumPy).
+bench: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m bench $(ARGS)
+
+# Torch solvers on CUDA vs CPU, and full-batch GB/s: bench/results/gpu.json (skips without CUDA).
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py $(ARGS)
+
 # Reinstall whenever the pins change.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	@touch $@
 
 # Regenerate requirements.lock from the current venv (after changing a pin).

@@ -99,7 +99,7 @@ def test_loss_history_decreases_to_the_noise_floor(tutorial_fits):
 
 # Full-batch GD converges to the closed form up to float rounding (float64: 1e-7,
 # float32: 1e-4); minibatch SGD keeps a noise ball of about sqrt(lr * noise^2 / batch).
-TOLERANCE = {"numpy_gd": 1e-7, "torch_dataloader": 5e-3}
+TOLERANCE = {"numpy_gd": 1e-7, "torch_dataloader": 5e-3, "numpy_sgd": 5e-3}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -189,3 +189,130 @@ def test_thread_rule_keeps_total_within_cores():
     assert torch_threads(10**7, concurrent_tasks=1, cores=8) == 8
     assert torch_threads(10**7, concurrent_tasks=3, cores=8) == 2
     assert torch_threads(10**7, concurrent_tasks=16, cores=8) == 1
+
+
+# --- numpy_sgd: the DataLoader section's algorithm in NumPy -------------------------------
+
+def test_numpy_sgd_ends_near_the_closed_form(tutorial_fits):
+    reference = tutorial_fits["closed_form"]
+    result = tutorial_fits["numpy_sgd"]
+    assert abs(result.intercept - reference.intercept) < 1e-3
+    assert np.abs(result.coef - reference.coef).max() < 1e-3
+
+
+def test_numpy_sgd_is_seeded_by_the_data_spec_alone():
+    data = make_dataset(DataSpec(n=120, weights=[1.0, -2.0], seed=9))
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    first, second = fit("numpy_sgd", data, epochs=15), fit("numpy_sgd", data, epochs=15)
+    assert_array_equal(np.random.get_state()[1], before)  # global NumPy state untouched
+    assert_array_equal(first.coef, second.coef)
+    assert_array_equal(first.loss_history, second.loss_history)
+    other = fit("numpy_sgd", make_dataset(DataSpec(n=120, weights=[1.0, -2.0], seed=10)), epochs=15)
+    assert not np.array_equal(first.coef, other.coef)
+
+
+def test_numpy_sgd_batch_size_above_n_is_clipped_with_a_warning(caplog):
+    data = make_dataset(DataSpec(n=30, seed=2))
+    result = fit("numpy_sgd", data, batch_size=1000, epochs=5)
+    assert result.status == OK
+    assert "batch_size 1000 is larger than n=30; using 30" in caplog.text
+
+
+def test_numpy_sgd_full_batch_is_gradient_descent():
+    # With one batch of all rows, a step is exactly numpy_gd's step, in any row order.
+    from linreg.solvers.numpy_sgd import sgd_epoch, with_intercept_column
+
+    data = make_dataset(DataSpec(n=50, weights=[1.5, 0.5], seed=4))
+    theta = np.array([0.3, -0.2, 0.1])
+    w, b = theta[:2].copy(), theta[2]
+    loss = sgd_epoch(with_intercept_column(data.x), data.y, theta, 0.05, batch_size=50)
+    residual = data.y - (b + data.x @ w)
+    assert_allclose(loss, np.mean(residual**2), rtol=1e-12)
+    assert_allclose(theta[:2], w + 0.05 * 2 * np.mean(data.x * residual[:, None], axis=0), rtol=1e-12)
+    assert_allclose(theta[2], b + 0.05 * 2 * np.mean(residual), rtol=1e-12)
+
+
+def test_numpy_sgd_keeps_a_short_last_batch():
+    # n = 7, batch 3: batches of 3, 3 and 1 row; the epoch loss weighs each by its size.
+    from linreg.solvers.numpy_sgd import sgd_epoch, with_intercept_column
+
+    data = make_dataset(DataSpec(n=7, seed=1))
+    design = with_intercept_column(data.x)
+    theta = np.zeros(2)
+    loss = sgd_epoch(design, data.y, theta, lr=1e-9, batch_size=3)
+    assert_allclose(loss, np.mean(data.y**2), rtol=1e-6)  # theta barely moves from 0
+
+
+# --- closed_form: centred normal equations, checked against lstsq -------------------------
+
+def lstsq_reference(x, y):
+    beta, *_ = np.linalg.lstsq(np.column_stack([np.ones(len(y)), x]), y, rcond=None)
+    return beta
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        DataSpec(n=50, weights=[0.5], seed=1),
+        DataSpec(n=600, weights=[2.0, -1.0, 0.5], bias=-0.3, noise=0.2, seed=0),
+        DataSpec(n=20_000, weights=[float(k) for k in range(1, 11)], bias=3.0, noise=1.0, seed=7),
+        DataSpec(n=5000, weights=[1e-3, 1e3], bias=1e4, noise=0.5, seed=3),  # large mean of y: second pass
+    ],
+)
+def test_closed_form_agrees_with_lstsq(spec):
+    data = make_dataset(spec)
+    result = fit("closed_form", data)
+    assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-10)
+
+
+def test_closed_form_spans_many_blocks(monkeypatch):
+    from linreg.solvers import closed_form
+
+    monkeypatch.setattr(closed_form, "BLOCK_ELEMENTS", 64)  # 256-row blocks: 40 of them, the last short
+    data = make_dataset(DataSpec(n=10_050, weights=[2.0, -3.0], seed=8))
+    result = fit("closed_form", data)
+    assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-10)
+
+
+def test_closed_form_centres_exactly_when_the_mean_dwarfs_the_spread():
+    from linreg.solvers.closed_form import centred_moments
+
+    data = make_dataset(DataSpec(n=2000, weights=[1.0, 2.0], seed=5))
+    x = data.x + 1e6  # raw sums would lose 12 digits to cancellation
+    moments = centred_moments(x, data.y)
+    centred = x - x.mean(axis=0)
+    assert_allclose(moments.cxx, centred.T @ centred, rtol=1e-9)
+    result = SOLVERS["closed_form"].fit(type(data)(x=x, y=data.y, spec=data.spec), SOLVERS["closed_form"].defaults)
+    assert_allclose(result.coef, fit("closed_form", data).coef, rtol=1e-9)
+
+
+def test_closed_form_falls_back_to_lstsq_when_ill_conditioned():
+    from linreg.solvers.closed_form import centred_moments, solve_centred
+
+    base = make_dataset(DataSpec(n=400, weights=[1.0, 1.0], seed=6))
+    x = np.column_stack([base.x[:, 0], base.x[:, 0] + 1e-9 * base.x[:, 1]])  # condition number ~1e18
+    assert solve_centred(centred_moments(x, base.y)) is None
+    data = type(base)(x=x, y=base.y, spec=base.spec)
+    result = fit("closed_form", data)
+    assert_allclose([result.intercept, *result.coef], lstsq_reference(x, base.y), rtol=1e-12)
+
+
+def test_closed_form_of_a_constant_feature_is_lstsqs_minimum_norm_solution():
+    base = make_dataset(DataSpec(n=30, seed=2))
+    data = type(base)(x=np.full((30, 1), 3.0), y=base.y, spec=base.spec)
+    result = fit("closed_form", data)
+    assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-12)
+
+
+def test_closed_form_does_not_copy_the_data():
+    import tracemalloc
+
+    data = make_dataset(DataSpec(n=400_000, weights=[2.0], seed=1))  # x and y: 3.2 MB each
+    tracemalloc.start()
+    try:
+        fit("closed_form", data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3_200_000  # a design matrix [1, x] alone would be 6.4 MB; x itself is 3.2 MB

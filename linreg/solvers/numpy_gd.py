@@ -14,15 +14,17 @@ def fit(data: Dataset, spec: SolverSpec) -> FitResult:
     rng = random_state_after_data(data.spec)
     w = rng.standard_normal(data.d)
     b = rng.standard_normal(1)[0]
-    x, y = data.x, data.y
+    x, y, n = data.x, data.y, data.n
     losses = np.empty(spec.epochs)
     start = perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(spec.epochs):
-            residual = y - (b + x @ w)
-            losses[t] = np.mean(residual**2)
-            dw = -2 * np.mean(x * residual[:, None], axis=0)
-            db = -2 * np.mean(residual)
-            w = w - spec.lr * dw
-            b = b - spec.lr * db
+            # The tutorial's steps with the error as prediction - y, so that the gradients
+            # -2 mean(x (y - y_pred)) and -2 mean(y - y_pred) are two BLAS products of it.
+            error = x @ w
+            error += b
+            error -= y
+            losses[t] = error @ error / n
+            w = w - (2 * spec.lr / n) * (error @ x)
+            b = b - (2 * spec.lr / n) * error.sum()
     return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")

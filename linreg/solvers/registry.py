@@ -40,5 +40,6 @@ SOLVERS: dict[str, SolverInfo] = dict(
         _entry("torch_module", uses_torch=True, lr=0.01, epochs=1000),
         _entry("torch_sequential", uses_torch=True, lr=0.01, epochs=1000),
         _entry("torch_dataloader", uses_torch=True, lr=0.01, epochs=1000, batch_size=50),
+        _entry("numpy_sgd", uses_torch=False, lr=0.01, epochs=1000, batch_size=50),
     ]
 )

@@ -1,10 +1,10 @@
 """An `nn.Module` subclass holding `b` and `w` as parameters, trained with `optim.SGD`."""
 
 import torch
-from torch import nn, optim
+from torch import nn
 
 from linreg.data import Dataset
-from linreg.solvers._torch import Stopwatch, as_tensors, initial_bias_weights, seeded_generator
+from linreg.solvers._torch import Stopwatch, affine, as_tensors, initial_bias_weights, make_sgd, seeded_generator
 from linreg.solvers.base import FitResult, iterative_result
 from linreg.specs import SolverSpec
 
@@ -22,23 +22,24 @@ class LinearRegression(nn.Module):
         self.w = nn.Parameter(w.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.b + x @ self.w
+        return affine(x, self.w, self.b)
 
 
 def fit(data: Dataset, spec: SolverSpec) -> FitResult:
     x, y = as_tensors(data, spec.device)
     model = LinearRegression(data.d, seeded_generator(data.spec.seed), TUTORIAL_POSITION).to(spec.device)
     loss_fn = nn.MSELoss(reduction="mean")
-    optimizer = optim.SGD(model.parameters(), lr=spec.lr)
-    losses = torch.empty(spec.epochs, device=spec.device)
+    optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
+    history = []
     model.train()
     with Stopwatch(spec.device) as clock:
-        for t in range(spec.epochs):
+        for _ in range(spec.epochs):
             loss = loss_fn(y, model(x))
-            optimizer.zero_grad()
+            model.zero_grad()  # what optimizer.zero_grad() does, without its profiler hook
             loss.backward()
             optimizer.step()
-            losses[t] = loss.detach()
+            history.append(loss.detach())  # stays on the device: no host sync per step
+    losses = torch.stack(history).cpu()
     return iterative_result(
-        "torch_module", model.w.detach().cpu(), model.b.detach().cpu(), losses.cpu(), clock.seconds, spec.device
+        "torch_module", model.w.detach().cpu(), model.b.detach().cpu(), losses, clock.seconds, spec.device
     )
