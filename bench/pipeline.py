@@ -35,9 +35,13 @@ def tutorial_command(config: BenchConfig) -> list[str]:
     return command
 
 
-def run_quietly(command: list[str]) -> None:
-    """Run a command to completion, raising with its output's tail if it fails."""
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+def run_quietly(command: list[str], env: dict[str, str] | None = None) -> None:
+    """Run a command to completion, raising with its output's tail if it fails.
+
+    Args:
+        env: variables to set on top of this process's environment.
+    """
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}")

@@ -13,6 +13,7 @@ import threading
 
 from pydantic import ValidationError
 
+from linreg.solvers.registry import SOLVERS
 from linreg.specs import RunSpec
 
 # pydantic location -> the option a user typed
@@ -42,7 +43,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="linreg", description="Linear regression fitted seven ways, on Prefect.")
+    parser = argparse.ArgumentParser(prog="linreg", description="Linear regression fitted eight ways, on Prefect.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline flow once, locally")
     data = run.add_argument_group("data")
@@ -147,6 +148,8 @@ def run(spec: RunSpec) -> int:
     from linreg.storage import run_dir
 
     if api is not None:
+        if any(SOLVERS[name].uses_torch for name in spec.solvers):
+            import torch  # noqa: F401  (1-2 s; done while the API starts rather than inside the flow)
         api.join()  # the flow must not reach for the API before it is healthy
     with _run_settings():
         state = linreg_flow(spec, return_state=True)

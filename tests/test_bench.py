@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import SECTIONS
 from linreg.solvers import SOLVERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_every_iterative_solver_is_timed_against_a_tutorial_loop(quick_bench):
 
 def test_every_row_has_finite_times_and_ratios(quick_bench):
     report, _ = quick_bench
-    assert set(report["sections"]) == {"solvers", "closed_form", "pipeline"}
+    assert set(report["sections"]) == set(SECTIONS)
     for r in rows(report):
         assert r["ours_s"] > 0 and r["baseline_s"] > 0, r
         assert math.isfinite(r["speedup"]) and r["speedup"] > 0, r
@@ -80,6 +81,20 @@ def test_markdown_names_the_machine_and_has_a_line_per_row(quick_bench):
     assert report["machine"]["cpu"] in markdown and report["date"][:10] in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| section")]
     assert len(table) == len(rows(report))
+
+
+def test_prefect_overhead_is_measured_on_both_apis(quick_bench):
+    report, _ = quick_bench
+    cases = [r["case"] for r in rows(report, "prefect_overhead")]
+    assert cases == ["`linreg run`, embedded default (temporary API)", "`linreg run`, an already running server"]
+    assert all(r["ours_s"] > 0 and "overhead" in r["note"] for r in rows(report, "prefect_overhead"))
+
+
+def test_every_runner_gives_the_same_fits_as_threads(quick_bench):
+    report, _ = quick_bench
+    runners = rows(report, "runners")
+    assert {r["case"].split(":")[0] for r in runners} == {"threads", "processes", "dask"}
+    assert all(r["checks"]["same fits as threads"] for r in runners)
 
 
 def test_an_unknown_section_is_refused():

@@ -1,0 +1,118 @@
+"""Section "prefect_overhead": what Prefect costs on top of the compute, on both kinds of API.
+
+Three whole processes take turns (A B C A B C ...): the tutorial script,
+`linreg run` on Prefect's embedded default (a temporary local API that each
+process starts), and `linreg run` against a Prefect server that is already
+running (started once here, on a free loopback port, with its own PREFECT_HOME).
+
+For each `linreg run` the overhead is its wall time minus the compute of its
+tasks, as the run itself reports it (the sum of every solver's `seconds`, read
+back from summary.json): start-up, API calls, task and flow bookkeeping,
+evaluation, plots and files.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.harness import BenchConfig, Row, interleave
+from bench.pipeline import linreg_command, run_quietly, tutorial_command
+
+# The issue's targets, as speed-ups over the tutorial script: wall <= 0.6x and <= 0.3x.
+TARGET_EMBEDDED = 1 / 0.6
+TARGET_SERVER = 1 / 0.3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 120.0):
+    """A `prefect server start` on loopback, stopped on exit; yields its API URL."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not become healthy; see {home / 'server.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def task_compute(out: Path) -> float:
+    """Sum of solver seconds of the one run under `out`."""
+    (summary,) = out.glob("runs/*/summary.json")
+    return sum(row["seconds"] for row in json.loads(summary.read_text())["results"])
+
+
+def run(config: BenchConfig) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="linreg-bench-overhead-") as scratch:
+        scratch = Path(scratch)
+        home = scratch / "server-home"
+        home.mkdir()
+        outs = {"embedded": [], "server": []}
+
+        with prefect_server(home) as url:
+            def linreg(mode: str) -> None:
+                out = scratch / f"{mode}{len(outs[mode])}"
+                outs[mode].append(out)
+                env = {"PREFECT_HOME": str(scratch / "embedded-home")} if mode == "embedded" else {
+                    "PREFECT_API_URL": url}
+                run_quietly(linreg_command(config, str(out)), env)
+
+            warmup = 0 if config.quick else 1
+            t = interleave(
+                {
+                    "tutorial": lambda: run_quietly(tutorial_command(config)),
+                    "embedded": lambda: linreg("embedded"),
+                    "server": lambda: linreg("server"),
+                },
+                reps=config.reps, warmup=warmup,
+            )
+        compute = {mode: sorted(task_compute(out) for out in paths[warmup:]) for mode, paths in outs.items()}
+
+    n = 200 if config.quick else 1000
+    rows = []
+    for mode, label, target in (("embedded", "embedded default (temporary API)", TARGET_EMBEDDED),
+                                ("server", "an already running server", TARGET_SERVER)):
+        wall = t[mode].median
+        median_compute = compute[mode][len(compute[mode]) // 2]
+        rows.append(Row(
+            section="prefect_overhead", case=f"`linreg run`, {label}", baseline="tutorial script",
+            n=n, d=1, reps=config.reps, ours_s=wall, baseline_s=t["tutorial"].median, target=target,
+            note=(f"overhead on {label}: {wall - median_compute:.2f} s of {wall:.2f} s wall "
+                  f"(task compute {median_compute:.2f} s, summed over solvers)"),
+            extra={"wall_s": t[mode].seconds, "task_compute_s": compute[mode]},
+        ))
+    return rows

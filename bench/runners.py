@@ -1,0 +1,83 @@
+"""Section "runners": the same training on threads, processes and a 2-worker Dask LocalCluster.
+
+Two workloads, each on every runner in turn (A B C A B C ...), in this process
+against one Prefect server started for the section:
+
+- the default run: `linreg_flow` with every solver at the tutorial's settings;
+- a sweep of 16 solver runs: the training subflow over 16 (solver, dataset)
+  pairs, the 8 solvers on 2 datasets.
+
+Wall time of the flow call, and its ratio against `threads` (speed-up > 1: the
+runner beats threads). Every runner must give the same fits: the rows check it.
+"""
+
+import tempfile
+from pathlib import Path
+
+from bench.harness import BenchConfig, Row, interleave
+from bench.prefect_overhead import prefect_server
+
+RUNNERS = ("threads", "processes", "dask")
+
+
+def _sweep_flow():
+    """A bench-only flow: the training subflow's tasks for 16 (solver, dataset) pairs."""
+    from prefect import flow
+
+    from tasks.runners import intra_op_threads
+    from tasks.train import collect_fits, submit_training
+
+    @flow(name="linreg-bench-sweep")
+    def sweep(refs, run):
+        threads = intra_op_threads(run)
+        futures = {
+            f"{name}@{i}": submit_training(ref, name, run.solver_spec(name, "cpu"), threads, run.runner == "dask")
+            for i, ref in enumerate(refs) for name in run.solvers
+        }
+        return collect_fits(futures, run.data.d, "cpu")
+
+    return sweep
+
+
+def run(config: BenchConfig) -> list[Row]:
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.linreg_flow import linreg_flow
+    from linreg.specs import DataSpec, RunSpec
+    from linreg.storage import ensure_dataset
+    from tasks.runners import task_runner_for
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="linreg-bench-runners-") as scratch:
+        scratch = Path(scratch)
+        (scratch / "home").mkdir()
+        with prefect_server(scratch / "home") as url, temporary_settings(
+            {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
+            extra = {"epochs": config.epochs} if config.epochs else {}
+            n = 200 if config.quick else 1000
+            specs = {r: RunSpec(data={"n": n}, defaults=extra, device="cpu", output_dir=scratch / r, runner=r)
+                     for r in RUNNERS}
+            default = interleave(
+                {r: (lambda s=specs[r]: linreg_flow(s, return_state=True).result()) for r in RUNNERS},
+                reps=config.reps, warmup=0 if config.quick else 1,
+            )
+            refs = [ensure_dataset(DataSpec(n=n, seed=seed), scratch / "sweep")[0] for seed in (1, 2)]
+            sweep = _sweep_flow()
+            sixteen = interleave(
+                {r: (lambda s=specs[r]: sweep.with_options(task_runner=task_runner_for(s))(refs, s))
+                 for r in RUNNERS},
+                reps=config.reps, warmup=0 if config.quick else 1,
+            )
+
+    reference = {row.solver: (row.bias, row.weights) for row in default["threads"].result.results}
+    for runner in RUNNERS:
+        same = all((row.bias, row.weights) == reference[row.solver] for row in default[runner].result.results)
+        for workload, timing, tasks in (("default run", default, 8), ("sweep of 16 solver runs", sixteen, 16)):
+            rows.append(Row(
+                section="runners", case=f"{runner}: {workload}", baseline="threads", n=n, d=1,
+                reps=config.reps, ours_s=timing[runner].median, baseline_s=timing["threads"].median,
+                checks={"same fits as threads": same},
+                extra={"tasks": tasks, "wall_s": timing[runner].seconds},
+            ))
+    return rows
