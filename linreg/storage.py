@@ -280,6 +280,19 @@ class ParquetSource:
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         return next(self.iter_chunks(rows))
 
+    @property
+    def row_groups(self) -> int:
+        """Row groups in the file: the chunks `iter_row_groups` can visit in any order."""
+        return pq.ParquetFile(self.path).num_row_groups
+
+    def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (x, y) of each row group in `order` (indices into range(row_groups)), checked as read."""
+        reader = pq.ParquetFile(self.path, pre_buffer=False)
+        for index in order:
+            x, y = _columns(reader.read_row_group(int(index)), self.d)
+            _check_finite(self.path, x, y)
+            yield x, y
+
 
 def _open_source(path: Path, spec: DataSpec) -> ParquetSource:
     try:
@@ -314,9 +327,17 @@ def open_dataset(ref: DatasetRef, memory_budget: int | None = None) -> "Dataset 
     return _open_source(path, ref.spec)
 
 
+# Holding data costs a multiple of its size: reading it (file bytes, arrow table,
+# arrays) and the solvers' own copies (a float32 tensor, an [x, 1] design and its
+# shuffled gather). Several training tasks hold it at once under the threads
+# runner; with 256 MiB each, 10 million rows of 10 features (880 MB) stream, and a
+# run of two solvers stays under 3 GiB at any n.
+DEFAULT_MEMORY_BUDGET = 256 << 20
+
+
 def memory_budget_bytes() -> int:
-    """Bytes of x and y one task may hold in memory: LINREG_MEMORY_BUDGET, default 1 GiB."""
-    return int(os.environ.get("LINREG_MEMORY_BUDGET", 1 << 30))
+    """Bytes of x and y one task may hold in memory: LINREG_MEMORY_BUDGET, default 256 MiB."""
+    return int(os.environ.get("LINREG_MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET))
 
 
 def read_dataset(ref: DatasetRef) -> Dataset:

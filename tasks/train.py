@@ -12,7 +12,8 @@ from linreg.devices import resolve_device
 from linreg.solvers import SOLVERS, FitResult
 from linreg.solvers.base import failed_result
 from linreg.specs import SolverSpec
-from linreg.storage import DatasetRef, read_dataset
+from linreg.storage import DatasetRef, open_dataset
+from tasks.progress import rows_progress
 
 
 def fit_cache_key(context: TaskRunContext, parameters: dict) -> str:
@@ -43,7 +44,11 @@ def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | 
         import torch
 
         torch.set_num_threads(threads)
-    fit = info.fit(read_dataset(ref), spec)
+    data = open_dataset(ref)  # in memory within the budget, else streamed one row group at a time
+    key = f"linreg-train-{solver.replace('_', '-')}-progress"
+    with rows_progress(info.rows_streamed(data, spec), f"{solver}: rows streamed", key=key) as progress:
+        # In memory there is nothing to report: keep the plain fit(data, spec) call.
+        fit = info.fit(data, spec, progress=progress) if progress else info.fit(data, spec)
     return replace(fit, worker=dask_worker_address())
 
 

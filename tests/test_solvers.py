@@ -267,32 +267,32 @@ def test_closed_form_agrees_with_lstsq(spec):
 
 
 def test_closed_form_spans_many_blocks(monkeypatch):
-    from linreg.solvers import closed_form
+    from linreg import moments
 
-    monkeypatch.setattr(closed_form, "BLOCK_ELEMENTS", 64)  # 256-row blocks: 40 of them, the last short
+    monkeypatch.setattr(moments, "BLOCK_ELEMENTS", 64)  # 256-row blocks: 40 of them, the last short
     data = make_dataset(DataSpec(n=10_050, weights=[2.0, -3.0], seed=8))
     result = fit("closed_form", data)
     assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-10)
 
 
 def test_closed_form_centres_exactly_when_the_mean_dwarfs_the_spread():
-    from linreg.solvers.closed_form import centred_moments
+    from linreg.moments import Moments
 
     data = make_dataset(DataSpec(n=2000, weights=[1.0, 2.0], seed=5))
     x = data.x + 1e6  # raw sums would lose 12 digits to cancellation
-    moments = centred_moments(x, data.y)
+    moments = Moments.of_chunk(x, data.y)
     centred = x - x.mean(axis=0)
-    assert_allclose(moments.cxx, centred.T @ centred, rtol=1e-9)
+    assert_allclose(moments.sxx, centred.T @ centred, rtol=1e-9)
     result = SOLVERS["closed_form"].fit(type(data)(x=x, y=data.y, spec=data.spec), SOLVERS["closed_form"].defaults)
     assert_allclose(result.coef, fit("closed_form", data).coef, rtol=1e-9)
 
 
 def test_closed_form_falls_back_to_lstsq_when_ill_conditioned():
-    from linreg.solvers.closed_form import centred_moments, solve_centred
+    from linreg.moments import Moments, solve_centred
 
     base = make_dataset(DataSpec(n=400, weights=[1.0, 1.0], seed=6))
     x = np.column_stack([base.x[:, 0], base.x[:, 0] + 1e-9 * base.x[:, 1]])  # condition number ~1e18
-    assert solve_centred(centred_moments(x, base.y)) is None
+    assert solve_centred(Moments.of_chunk(x, base.y)) is None
     data = type(base)(x=x, y=base.y, spec=base.spec)
     result = fit("closed_form", data)
     assert_allclose([result.intercept, *result.coef], lstsq_reference(x, base.y), rtol=1e-12)

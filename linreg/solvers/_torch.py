@@ -1,6 +1,7 @@
 """Pieces the torch solvers share: tensors, seeded initial values, timing."""
 
 from time import perf_counter
+from typing import Callable
 
 import numpy as np
 import torch
@@ -12,10 +13,55 @@ from linreg.data import Dataset
 
 def as_tensors(data: Dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Return x as (n, d) and y as (n, 1), float32 on `device`, as the tutorial converts them."""
+    return chunk_tensors(data.x, data.y, device)
+
+
+def chunk_tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (k, d) and y (k,) as float32 tensors (k, d) and (k, 1) on `device`."""
     # astype copies: the arrays read from parquet are read-only, which torch warns about.
-    x = torch.from_numpy(data.x.astype(np.float32)).to(device)
-    y = torch.from_numpy(data.y.astype(np.float32).reshape(-1, 1)).to(device)
+    x = torch.from_numpy(x.astype(np.float32)).to(device)
+    y = torch.from_numpy(y.astype(np.float32).reshape(-1, 1)).to(device)
     return x, y
+
+
+def streamed_full_batch(
+    source,
+    epochs: int,
+    device: str,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    zero_grad: Callable[[], None],
+    step: Callable[[], None],
+    progress: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Full-batch training over data streamed one chunk at a time.
+
+    Each epoch clears the gradients, then for every chunk takes its mean loss
+    scaled by rows / n and calls backward(), which adds into `.grad`: after the
+    last chunk the gradients are those of the mean loss over all n rows. Then
+    one step. The result is full-batch descent, up to the order of float sums.
+
+    Args:
+        source: anything with `n` and `iter_chunks()` yielding (x (k, d), y (k,)) arrays.
+        loss_of: (x (k, d), y (k, 1)) tensors -> the chunk's mean loss.
+        progress: called with the rows of each chunk once its gradient is in.
+
+    Returns:
+        The loss of each epoch, as device tensors.
+    """
+    history = []
+    for _ in range(epochs):
+        zero_grad()
+        total = torch.zeros((), device=device)
+        for x_chunk, y_chunk in source.iter_chunks():
+            x, y = chunk_tensors(x_chunk, y_chunk, device)
+            loss = loss_of(x, y) * (len(y_chunk) / source.n)
+            loss.backward()
+            total.add_(loss.detach())
+            if progress:
+                progress(len(y_chunk))
+        step()
+        history.append(total)
+    return history
 
 
 def seeded_generator(seed: int) -> torch.Generator:

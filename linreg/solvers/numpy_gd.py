@@ -1,6 +1,13 @@
-"""Full-batch gradient descent with hand-written gradients, as the tutorial's NumPy section."""
+"""Full-batch gradient descent with hand-written gradients, as the tutorial's NumPy section.
+
+Data in memory runs the tutorial's loop. Data streamed from parquet (a
+`ParquetSource`, larger than the memory budget) takes one pass over its row
+groups per epoch, summing the loss and the gradient chunk by chunk before the
+one step: the same full-batch descent, equal up to the order of float sums.
+"""
 
 from time import perf_counter
+from typing import Callable
 
 import numpy as np
 
@@ -9,11 +16,16 @@ from linreg.solvers.base import FitResult, iterative_result
 from linreg.specs import SolverSpec
 
 
-def fit(data: Dataset, spec: SolverSpec) -> FitResult:
+def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Args:
+        progress: called with the rows of each chunk as it is read (streamed data only).
+    """
     # The tutorial draws w, then b, from the data's own RandomState stream.
     rng = random_state_after_data(data.spec)
     w = rng.standard_normal(data.d)
     b = rng.standard_normal(1)[0]
+    if not isinstance(data, Dataset):
+        return _fit_streamed(data, spec, w, b, progress)
     x, y, n = data.x, data.y, data.n
     losses = np.empty(spec.epochs)
     start = perf_counter()
@@ -27,4 +39,32 @@ def fit(data: Dataset, spec: SolverSpec) -> FitResult:
             losses[t] = error @ error / n
             w = w - (2 * spec.lr / n) * (error @ x)
             b = b - (2 * spec.lr / n) * error.sum()
+    return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")
+
+
+def streamed_gradient(data, w: np.ndarray, b: float, progress) -> tuple[float, np.ndarray, float]:
+    """One pass over the chunks: sums of squared error, of error·x (d,) and of error."""
+    squares, grad_w, grad_b = 0.0, np.zeros_like(w), 0.0
+    for x, y in data.iter_chunks():
+        error = x @ w
+        error += b
+        error -= y
+        squares += error @ error
+        grad_w += error @ x
+        grad_b += error.sum()
+        if progress:
+            progress(len(y))
+    return squares, grad_w, grad_b
+
+
+def _fit_streamed(data, spec: SolverSpec, w: np.ndarray, b: float, progress) -> FitResult:
+    n = data.n
+    losses = np.empty(spec.epochs)
+    start = perf_counter()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(spec.epochs):
+            squares, grad_w, grad_b = streamed_gradient(data, w, b, progress)
+            losses[t] = squares / n
+            w = w - (2 * spec.lr / n) * grad_w
+            b = b - (2 * spec.lr / n) * grad_b
     return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")

@@ -3,10 +3,19 @@
 Same batch size, a fresh shuffle every epoch, the last batch short when the
 batch size does not divide n. Each epoch gathers the shuffled rows once, so a
 step is a handful of NumPy calls on contiguous slices.
+
+Data streamed from parquet (a `ParquetSource`, larger than the memory budget)
+is shuffled in two levels: each epoch visits the row groups in a fresh random
+order and shuffles the rows within each one, and batches do not cross row
+groups (each group's last batch may be short). That approximates a full
+shuffle: every row is seen once per epoch, in an order that mixes rows only
+within a group. The rows were drawn i.i.d., so groups are alike and the fit
+ends within the same minibatch noise of the closed form.
 """
 
 import logging
 from time import perf_counter
+from typing import Callable
 
 import numpy as np
 
@@ -50,9 +59,14 @@ def sgd_epoch(design: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, b
     return total / len(y)
 
 
-def fit(data: Dataset, spec: SolverSpec) -> FitResult:
+def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Args:
+        progress: called with the rows of each row group as it is read (streamed data only).
+    """
     rng = np.random.default_rng(data.spec.seed)
     batch_size = clip_batch_size(spec.batch_size, data.n)
+    if not isinstance(data, Dataset):
+        return _fit_streamed(data, spec, rng, batch_size, progress)
     design = with_intercept_column(data.x)
     theta = rng.standard_normal(data.d + 1)
     losses = np.empty(spec.epochs)
@@ -61,4 +75,29 @@ def fit(data: Dataset, spec: SolverSpec) -> FitResult:
         for t in range(spec.epochs):
             order = rng.permutation(data.n)
             losses[t] = sgd_epoch(design[order], data.y[order], theta, spec.lr, batch_size)
+    return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")
+
+
+def streamed_sgd_epoch(source, theta: np.ndarray, lr: float, batch_size: int, rng, progress) -> float:
+    """One epoch over row groups in a random order, rows shuffled within each; updates `theta` in place.
+
+    Returns:
+        The epoch loss: batch MSEs taken before their steps, weighted by batch size.
+    """
+    total = 0.0
+    for x, y in source.iter_row_groups(rng.permutation(source.row_groups)):
+        order = rng.permutation(len(y))
+        total += len(y) * sgd_epoch(with_intercept_column(x)[order], y[order], theta, lr, min(batch_size, len(y)))
+        if progress:
+            progress(len(y))
+    return total / source.n
+
+
+def _fit_streamed(source, spec: SolverSpec, rng, batch_size: int, progress) -> FitResult:
+    theta = rng.standard_normal(source.d + 1)
+    losses = np.empty(spec.epochs)
+    start = perf_counter()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(spec.epochs):
+            losses[t] = streamed_sgd_epoch(source, theta, spec.lr, batch_size, rng, progress)
     return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")

@@ -26,6 +26,14 @@ class SolverInfo:
     def fit(self) -> Callable:
         return import_module(self.module).fit
 
+    def rows_streamed(self, data, spec: SolverSpec) -> int:
+        """Rows a fit of `data` will read from parquet: n per epoch when streamed, 0 in memory."""
+        from linreg.data import Dataset
+
+        if isinstance(data, Dataset):
+            return 0
+        return data.n * (spec.epochs if self.iterative else 1)
+
 
 def _entry(name: str, uses_torch: bool, iterative: bool = True, **defaults) -> tuple[str, SolverInfo]:
     return name, SolverInfo(name, f"linreg.solvers.{name}", SolverSpec(**defaults), uses_torch, iterative)

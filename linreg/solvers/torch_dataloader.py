@@ -1,6 +1,15 @@
-"""Minibatch SGD through a `Dataset` and a shuffling `DataLoader`, as the tutorial's last section."""
+"""Minibatch SGD through a `Dataset` and a shuffling `DataLoader`, as the tutorial's last section.
+
+Data streamed from parquet (a `ParquetSource`, larger than the memory budget)
+is shuffled in two levels: each epoch visits the row groups in a fresh random
+order, and a DataLoader shuffles the rows within each one; batches do not
+cross row groups (each group's last batch may be short). That approximates a
+full shuffle; the rows were drawn i.i.d., so the fit ends within the same
+minibatch noise of the closed form.
+"""
 
 import logging
+from typing import Callable
 
 import torch
 from torch import nn
@@ -8,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from linreg.data import Dataset
-from linreg.solvers._torch import Stopwatch, as_tensors, make_sgd, seeded_generator, seeded_linear
+from linreg.solvers._torch import Stopwatch, as_tensors, chunk_tensors, make_sgd, seeded_generator, seeded_linear
 from linreg.solvers.base import FitResult, iterative_result
 from linreg.specs import SolverSpec
 
@@ -59,39 +68,79 @@ def keep_batch(batch):
     return batch
 
 
-def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, g: torch.Generator) -> DataLoader:
-    """A DataLoader reshuffled every epoch by `g`, batch_size clipped to n."""
-    if batch_size > len(x):
-        log.warning("batch_size %d is larger than n=%d; using %d (full batch)", batch_size, len(x), len(x))
-        batch_size = len(x)
+def clip_batch_size(batch_size: int, n: int) -> int:
+    """batch_size, or n (full batch) with a logged warning when it is larger."""
+    if batch_size > n:
+        log.warning("batch_size %d is larger than n=%d; using %d (full batch)", batch_size, n, n)
+        return n
+    return batch_size
+
+
+def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, g: torch.Generator, warn: bool = True) -> DataLoader:
+    """A DataLoader reshuffled every epoch by `g`, batch_size clipped to n (with a warning if `warn`)."""
+    batch_size = clip_batch_size(batch_size, len(x)) if warn else min(batch_size, len(x))
     sampler = ShuffledBatches(len(x), batch_size, g, str(x.device))
     # The loader draws a worker seed from its generator each epoch: give it `g`, not global RNG.
     return DataLoader(PairDataset(x, y), batch_sampler=sampler, collate_fn=keep_batch, generator=g)
 
 
-def fit(data: Dataset, spec: SolverSpec) -> FitResult:
-    x, y = as_tensors(data, spec.device)
+def loader_epoch(model: nn.Module, loader: DataLoader, loss_fn, optimizer, device: str) -> torch.Tensor:
+    """One pass over `loader`, a step per batch; returns the sum of batch losses weighted by batch size.
+
+    The sum stays on the device: no host sync per step.
+    """
+    total = torch.zeros((), device=device)
+    for x_batch, y_batch in loader:
+        loss = loss_fn(y_batch, model(x_batch))
+        model.zero_grad()  # what optimizer.zero_grad() does, without its profiler hook
+        loss.backward()
+        optimizer.step()
+        total.add_(loss.detach(), alpha=len(x_batch))
+    return total
+
+
+def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Args:
+        progress: called with the rows of each row group as it is read (streamed data only).
+    """
     g = seeded_generator(data.spec.seed)
     model = nn.Sequential(seeded_linear(data.d, g)).to(spec.device)
-    loader = make_loader(x, y, spec.batch_size, g)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
-    history = []
     model.train()
+    if not isinstance(data, Dataset):
+        return _fit_streamed(data, spec, g, model, loss_fn, optimizer, progress)
+    x, y = as_tensors(data, spec.device)
+    loader = make_loader(x, y, spec.batch_size, g)
+    history = []
     with Stopwatch(spec.device) as clock:
         for _ in range(spec.epochs):
-            # Sum of batch losses weighted by batch size, kept on the device: no host sync per step.
-            total = torch.zeros((), device=spec.device)
-            for x_batch, y_batch in loader:
-                loss = loss_fn(y_batch, model(x_batch))
-                model.zero_grad()  # what optimizer.zero_grad() does, without its profiler hook
-                loss.backward()
-                optimizer.step()
-                total.add_(loss.detach(), alpha=len(x_batch))
-            history.append(total)
-    losses = torch.stack(history).cpu() / len(x)
+            history.append(loader_epoch(model, loader, loss_fn, optimizer, spec.device))
+    return _result(model, torch.stack(history).cpu() / len(x), clock.seconds, spec.device)
+
+
+def streamed_epoch(source, model, loss_fn, optimizer, batch_size: int, g: torch.Generator, device: str, progress):
+    """Row groups in a random order, each shuffled by its own loader; the weighted sum of batch losses."""
+    total = torch.zeros((), device=device)
+    for x_chunk, y_chunk in source.iter_row_groups(torch.randperm(source.row_groups, generator=g).tolist()):
+        x, y = chunk_tensors(x_chunk, y_chunk, device)
+        total += loader_epoch(model, make_loader(x, y, batch_size, g, warn=False), loss_fn, optimizer, device)
+        if progress:
+            progress(len(y_chunk))
+    return total
+
+
+def _fit_streamed(source, spec: SolverSpec, g, model, loss_fn, optimizer, progress) -> FitResult:
+    batch_size = clip_batch_size(spec.batch_size, source.n)
+    history = []
+    with Stopwatch(spec.device) as clock:
+        for _ in range(spec.epochs):
+            history.append(streamed_epoch(source, model, loss_fn, optimizer, batch_size, g, spec.device, progress))
+    return _result(model, torch.stack(history).cpu() / source.n, clock.seconds, spec.device)
+
+
+def _result(model: nn.Sequential, losses: torch.Tensor, seconds: float, device: str) -> FitResult:
     linear = model[0]
     return iterative_result(
-        "torch_dataloader", linear.weight.detach().cpu(), linear.bias.detach().cpu(), losses,
-        clock.seconds, spec.device,
+        "torch_dataloader", linear.weight.detach().cpu(), linear.bias.detach().cpu(), losses, seconds, device,
     )
