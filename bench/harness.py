@@ -38,7 +38,6 @@ class SectionInfo:
 SECTIONS: dict[str, SectionInfo] = {
     "solvers": SectionInfo("bench.solvers", "each solver against the tutorial's own loop for its variant"),
     "closed_form": SectionInfo("bench.closed_form", "closed form vs scikit-learn and a memory-bandwidth floor"),
-    "pipeline": SectionInfo("bench.pipeline", "`linreg run` vs the tutorial script, as subprocesses"),
     "prefect_overhead": SectionInfo("bench.prefect_overhead", "`linreg run` on the embedded API and on a running server"),
     "runners": SectionInfo("bench.runners", "threads vs processes vs a 2-worker Dask LocalCluster"),
     "scale": SectionInfo("bench.scale", "time and peak RSS per solver for n = 1e6, 1e7, 1e8; streaming GB/s"),

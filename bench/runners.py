@@ -4,8 +4,9 @@ Two workloads, each on every runner in turn (A B C A B C ...), in this process
 against one Prefect server started for the section:
 
 - the default run: `linreg_flow` with every solver at the tutorial's settings;
-- a sweep of 16 solver runs: the training subflow over 16 (solver, dataset)
-  pairs, the 8 solvers on 2 datasets.
+- a sweep of 16 solver runs: the training tasks of 16 (solver, dataset)
+  pairs, the 8 solvers on 2 datasets, at 200 epochs (a sweep's short runs;
+  it also keeps `make bench` under 10 minutes).
 
 Wall time of the flow call, and its ratio against `threads` (speed-up > 1: the
 runner beats threads). Every runner must give the same fits: the rows check it.
@@ -58,16 +59,19 @@ def run(config: BenchConfig) -> list[Row]:
             n = 200 if config.quick else 1000
             specs = {r: RunSpec(data={"n": n}, defaults=extra, device="cpu", output_dir=scratch / r, runner=r)
                      for r in RUNNERS}
+            reps = min(config.reps, 2)
             default = interleave(
                 {r: (lambda s=specs[r]: linreg_flow(s, return_state=True).result()) for r in RUNNERS},
-                reps=config.reps, warmup=0 if config.quick else 1,
+                reps=reps, warmup=0,
             )
             refs = [ensure_dataset(DataSpec(n=n, seed=seed), scratch / "sweep")[0] for seed in (1, 2)]
             sweep = _sweep_flow()
+            short = {r: s.model_copy(update={"defaults": s.defaults.model_copy(
+                update={"epochs": config.epochs or 200})}) for r, s in specs.items()}
             sixteen = interleave(
-                {r: (lambda s=specs[r]: sweep.with_options(task_runner=task_runner_for(s))(refs, s))
+                {r: (lambda s=short[r]: sweep.with_options(task_runner=task_runner_for(s))(refs, s))
                  for r in RUNNERS},
-                reps=config.reps, warmup=0 if config.quick else 1,
+                reps=reps, warmup=0,
             )
 
     reference = {row.solver: (row.bias, row.weights) for row in default["threads"].result.results}
@@ -76,7 +80,7 @@ def run(config: BenchConfig) -> list[Row]:
         for workload, timing, tasks in (("default run", default, 8), ("sweep of 16 solver runs", sixteen, 16)):
             rows.append(Row(
                 section="runners", case=f"{runner}: {workload}", baseline="threads", n=n, d=1,
-                reps=config.reps, ours_s=timing[runner].median, baseline_s=timing["threads"].median,
+                reps=reps, ours_s=timing[runner].median, baseline_s=timing["threads"].median,
                 checks={"same fits as threads": same},
                 extra={"tasks": tasks, "wall_s": timing[runner].seconds},
             ))
