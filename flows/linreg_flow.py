@@ -4,6 +4,8 @@ import os
 from datetime import datetime, timezone
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")  # library warnings reach the UI
+# ...and, called outside a flow (a notebook, a test), they stay on the console without a warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402

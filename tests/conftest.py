@@ -7,6 +7,7 @@ import tempfile
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="linreg-test-prefect-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 import pytest  # noqa: E402
 
