@@ -5,8 +5,11 @@ file is generated once into a scratch folder (deleted at the end). Each
 solver then runs in its own subprocess, as a training task runs it: the file
 opened with `open_dataset` (in memory within LINREG_MEMORY_BUDGET, else
 streamed one row group at a time), one epoch for iterative solvers. The child
-reports its wall time (digest check, load and fit) and its peak RSS
-(`resource.getrusage(RUSAGE_SELF)`), so each number is one solver's own.
+reports its wall time (digest check, load and fit) and its peak RSS (VmHWM
+of /proc/self/status), so each number is one solver's own. Not
+`getrusage(RUSAGE_SELF).ru_maxrss`: Linux carries the forking parent's high-water
+mark through fork and exec into it, so every child reported the bench's own
+6.9 GB.
 
 To stay within a few minutes, 1e8 runs only the NumPy solvers (closed_form,
 numpy_gd, numpy_sgd), torch_dataloader (about 180 µs a step) stops at 1e6,
@@ -24,7 +27,6 @@ its files go to the scratch folder only.
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -72,6 +74,14 @@ def run_child(ref_json: str, solver: str, env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak resident set size (VmHWM), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child_main(ref_json: str, solver: str) -> None:
     """In the subprocess: open the dataset as a training task does, fit, print a JSON line."""
     from linreg.solvers import SOLVERS
@@ -84,7 +94,7 @@ def child_main(ref_json: str, solver: str) -> None:
     data = open_dataset(DatasetRef.model_validate_json(ref_json))
     fit = fit_fn(data, spec)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    peak = peak_rss_bytes()
     print(json.dumps({
         "seconds": wall, "fit_seconds": fit.seconds, "peak_rss_bytes": peak, "status": fit.status,
         "streamed": isinstance(data, ParquetSource), "epochs": fit.epochs,
