@@ -12,13 +12,29 @@ Wall time of the flow call, and its ratio against `threads` (speed-up > 1: the
 runner beats threads). Every runner must give the same fits: the rows check it.
 """
 
+import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.harness import BenchConfig, Row, interleave
 from bench.prefect_overhead import prefect_server
 
 RUNNERS = ("threads", "processes", "dask")
+
+
+@contextmanager
+def exported(name: str, value: str):
+    """Set an environment variable for the block, restoring what was there."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _sweep_flow():
@@ -54,7 +70,7 @@ def run(config: BenchConfig) -> list[Row]:
         (scratch / "home").mkdir()
         with prefect_server(scratch / "home") as url, temporary_settings(
             {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        ):
+        ), exported("PREFECT_API_URL", url):  # worker processes read it from the environment
             extra = {"epochs": config.epochs} if config.epochs else {}
             n = 200 if config.quick else 1000
             specs = {r: RunSpec(data={"n": n}, defaults=extra, device="cpu", output_dir=scratch / r, runner=r)

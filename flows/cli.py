@@ -102,17 +102,27 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _run_settings():
+def _run_settings(api_url: str | None):
     """Prefect settings for a run started from the terminal.
 
     Flow-run heartbeats let a server notice runs whose process died unseen; a
     run started here is watched by the user's terminal (and on the temporary
     API, dies with it), so they only cost time: about 1 s per flow run, to join
     the heartbeat thread. Deployment runs started by a worker keep them.
-    """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    Args:
+        api_url: the temporary API's address, when this process started one.
+            It is also exported to the environment, so that worker processes
+            (`--runner processes`, a Dask LocalCluster) report to this API
+            instead of each starting a temporary API of its own.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        updates[PREFECT_API_URL] = api_url
+    return temporary_settings(updates)
 
 
 def _start_temporary_api() -> threading.Thread | None:
@@ -131,9 +141,12 @@ def _start_temporary_api() -> threading.Thread | None:
     def start() -> None:
         from prefect.server.api.server import SubprocessASGIServer
 
-        SubprocessASGIServer().start()
+        server = SubprocessASGIServer()
+        server.start()
+        thread.api_url = server.api_url
 
     thread = threading.Thread(target=start, name="prefect-temporary-api", daemon=True)
+    thread.api_url = None
     thread.start()
     return thread
 
@@ -151,7 +164,7 @@ def run(spec: RunSpec) -> int:
         if any(SOLVERS[name].uses_torch for name in spec.solvers):
             import torch  # noqa: F401  (1-2 s; done while the API starts rather than inside the flow)
         api.join()  # the flow must not reach for the API before it is healthy
-    with _run_settings():
+    with _run_settings(api.api_url if api is not None else None):
         state = linreg_flow(spec, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

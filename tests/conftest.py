@@ -20,8 +20,16 @@ def prefect_server():
     """One temporary Prefect API for every flow test in the session (it takes ~9 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from prefect.settings import get_current_settings
+
     with prefect_test_harness(server_startup_timeout=60):
-        yield
+        # Worker processes (process pool, Dask) read the API from the environment,
+        # not from this process's settings: without it each would start its own.
+        os.environ["PREFECT_API_URL"] = get_current_settings().api.url
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 @pytest.fixture(scope="session")
