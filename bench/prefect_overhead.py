@@ -46,13 +46,14 @@ def tutorial_command(config: BenchConfig) -> list[str]:
     return command
 
 
-def run_quietly(command: list[str], env: dict[str, str] | None = None) -> None:
+def run_quietly(command: list[str], env: dict[str, str | None] | None = None) -> None:
     """Run a command to completion, raising with its output's tail if it fails.
 
     Args:
-        env: variables to set on top of this process's environment.
+        env: variables to set on top of this process's environment; None removes one.
     """
-    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    merged = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    env = {k: v for k, v in merged.items() if v is not None}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}")
@@ -120,8 +121,8 @@ def run(config: BenchConfig) -> list[Row]:
             def linreg(mode: str) -> None:
                 out = scratch / f"{mode}{len(outs[mode])}"
                 outs[mode].append(out)
-                env = {"PREFECT_HOME": str(scratch / "embedded-home")} if mode == "embedded" else {
-                    "PREFECT_API_URL": url}
+                env = {"PREFECT_HOME": str(scratch / "embedded-home"), "PREFECT_API_URL": None} \
+                    if mode == "embedded" else {"PREFECT_API_URL": url}
                 run_quietly(linreg_command(config, str(out)), env)
 
             warmup = 0 if config.quick else 1
