@@ -7,13 +7,6 @@ import numpy as np
 
 from linreg.evaluate import RunSummary
 
-STATUS_MEANING = {
-    "ok": "finished and converged to finite values",
-    "diverged": "the loss became non-finite; lower the learning rate",
-    "failed": "the solver raised an error; the message says which",
-}
-
-
 def _fmt(value: float, digits: int = 6) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 

@@ -36,3 +36,14 @@ def prefect_server():
 def tutorial_data():
     """The tutorial's dataset: n=1000, w=2, b=1, noise 0.1, seed 42."""
     return make_dataset(DataSpec())
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest, and what the training tasks choose."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

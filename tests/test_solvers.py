@@ -14,14 +14,7 @@ ITERATIVE = [name for name, info in SOLVERS.items() if info.iterative]
 TORCH = [name for name, info in SOLVERS.items() if info.uses_torch]
 FULL_BATCH_TORCH = ["torch_autograd", "torch_optim", "torch_module", "torch_sequential"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest (and what the tasks choose)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fit(name, data, **overrides):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from numpy.testing import assert_allclose
 
 from linreg.data import iter_dataset_chunks, make_dataset
@@ -16,13 +15,7 @@ ROW_GROUP = 500  # six row groups
 FULL_BATCH = ["numpy_gd", "torch_autograd", "torch_optim", "torch_module", "torch_sequential"]
 MINIBATCH = ["torch_dataloader", "numpy_sgd"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
