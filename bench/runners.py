@@ -56,21 +56,28 @@ def _sweep_flow():
     return sweep
 
 
+@contextmanager
+def no_heartbeats():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def run(config: BenchConfig) -> list[Row]:
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from flows.linreg_flow import linreg_flow
-    from linreg.specs import DataSpec, RunSpec
-    from linreg.storage import ensure_dataset
-    from tasks.runners import task_runner_for
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="linreg-bench-runners-") as scratch:
         scratch = Path(scratch)
         (scratch / "home").mkdir()
-        with prefect_server(scratch / "home") as url, temporary_settings(
-            {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        ), exported("PREFECT_API_URL", url):  # worker processes read it from the environment
+        # The API goes into the environment before Prefect is first imported here: its
+        # process-wide default settings, which threads without a settings context fall
+        # back to, then name this server too, and no stray temporary API is started.
+        with prefect_server(scratch / "home") as url, exported("PREFECT_API_URL", url), no_heartbeats():
+            from flows.linreg_flow import linreg_flow
+            from linreg.specs import DataSpec, RunSpec
+            from linreg.storage import ensure_dataset
+            from tasks.runners import task_runner_for
+
             extra = {"epochs": config.epochs} if config.epochs else {}
             n = 200 if config.quick else 1000
             specs = {r: RunSpec(data={"n": n}, defaults=extra, device="cpu", output_dir=scratch / r, runner=r)
