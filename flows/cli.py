@@ -9,10 +9,13 @@ import argparse
 import os
 import signal
 import sys
-import threading
+from contextlib import ExitStack
+from pathlib import Path
 
 from pydantic import ValidationError
 
+from flows.local_api import TemporaryAPI, TemporaryAPIError, drain_prefect_workers
+from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
 from linreg.specs import RunSpec
 
@@ -82,9 +85,14 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
     try:
-        return RunSpec(**fields)
+        spec = RunSpec(**fields)
     except ValidationError as exc:
         raise CliError(describe(exc)) from None
+    try:  # the same check the flow makes first, here before Prefect even loads
+        planned_device(spec.device, fits_run_here=spec.runner != "dask")
+    except DeviceError as exc:
+        raise CliError(f"--device: {exc}") from None
+    return spec
 
 
 def describe(exc: ValidationError) -> str:
@@ -114,8 +122,9 @@ def _run_settings(api_url: str | None):
         api_url: the temporary API's address, when this process started one.
             It is also exported to the environment, so that worker processes
             (`--runner processes`, a Dask LocalCluster) report to this API
-            instead of each starting a temporary API of its own.
+            instead of each starting a temporary API of their own.
     """
+    # Deferred here and below: bad options fail fast, and the temporary API starts, before Prefect loads.
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
@@ -125,47 +134,71 @@ def _run_settings(api_url: str | None):
     return temporary_settings(updates)
 
 
-def _start_temporary_api() -> threading.Thread | None:
-    """Start Prefect's temporary local API now, in the background, when no server is configured.
+def _warm_imports(spec: RunSpec) -> None:
+    """Import what the run will need while the temporary API starts in its own process.
 
-    It is the same server the first flow call would start (a process-wide
-    singleton); starting it here lets its ~5 s start-up overlap the imports of
-    torch and the pipeline instead of following them.
+    Deferred to here so that bad options fail fast, before Prefect loads.
+    torch._dynamo is what `optim.SGD` imports on first use (about 1 s): paid
+    here, it does not stall the training threads.
     """
-    from prefect.settings import get_current_settings
+    import flows.linreg_flow  # noqa: F401
 
-    settings = get_current_settings()
-    if settings.api.url or not settings.server.ephemeral.enabled:
-        return None
+    if any(SOLVERS[name].uses_torch for name in spec.solvers):
+        import torch._dynamo  # noqa: F401
 
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
+        for name in spec.solvers:
+            SOLVERS[name].fit  # noqa: B018  (imports the solver's module)
 
-        server = SubprocessASGIServer()
-        server.start()
-        thread.api_url = server.api_url
 
-    thread = threading.Thread(target=start, name="prefect-temporary-api", daemon=True)
-    thread.api_url = None
-    thread.start()
-    return thread
+def _prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+
+
+def _run_flow(spec: RunSpec):
+    """Run the flow on the configured API, or on a temporary one that this call starts and stops.
+
+    With no PREFECT_API_URL in the environment the temporary API is launched
+    first thing, before Prefect is even imported (1 s), so that its start-up
+    (about 5 s) overlaps every import the run needs. A URL set in a Prefect
+    profile is only known once Prefect is imported: then the launch is undone.
+
+    Raises:
+        TemporaryAPIError: the temporary API did not start (it is stopped).
+    """
+    with ExitStack() as stack:
+        api = None
+        if not os.environ.get("PREFECT_API_URL"):
+            api = stack.enter_context(TemporaryAPI(_prefect_home() / "temporary-api.log"))
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if api is not None and (settings.api.url or not settings.server.ephemeral.enabled):
+            api.stop()
+            api = None
+        _warm_imports(spec)
+        url = api.wait_until_healthy() if api is not None else None
+        from flows.linreg_flow import linreg_flow
+
+        try:
+            with _run_settings(url):
+                return linreg_flow(spec, return_state=True)
+        finally:
+            if api is not None:
+                drain_prefect_workers()  # before the API stops
 
 
 def run(spec: RunSpec) -> int:
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
-    # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file.
+    # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file,
+    # and the temporary API is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
-    api = _start_temporary_api()
-    from flows.linreg_flow import linreg_flow  # deferred: bad options fail fast, before Prefect loads
-    from linreg.report import console_table
+    try:
+        state = _run_flow(spec)
+    except TemporaryAPIError as exc:
+        print(f"linreg run: {exc}", file=sys.stderr)
+        return 1
+    from linreg.report import console_table  # deferred: start-up time (pyarrow, scipy)
     from linreg.storage import run_dir
 
-    if api is not None:
-        if any(SOLVERS[name].uses_torch for name in spec.solvers):
-            import torch  # noqa: F401  (1-2 s; done while the API starts rather than inside the flow)
-        api.join()  # the flow must not reach for the API before it is healthy
-    with _run_settings(api.api_url if api is not None else None):
-        state = linreg_flow(spec, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         print(f"linreg: run failed: {state.message or summary}", file=sys.stderr)
@@ -179,6 +212,10 @@ def run(spec: RunSpec) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Read by Prefect when it is first imported, which happens below: the library's
+    # warnings reach the UI, and those logged outside a flow stay on the console.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -189,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(spec)
     except KeyboardInterrupt as exc:
-        print(f"linreg {args.command}: interrupted ({exc or 'SIGINT'}); no partial files were kept", file=sys.stderr)
+        print(f"linreg {args.command}: interrupted ({str(exc) or 'SIGINT'}); no partial files were kept", file=sys.stderr)
         return 130
 
 

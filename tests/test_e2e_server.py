@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from uuid import UUID
 
 import pytest
+from procs import run_logged
 
 from linreg.solvers import SOLVERS
 
@@ -128,28 +129,25 @@ def stack(tmp_path):
     run_dir = Path(env["LINREG_RUN_DIR"])
     started = time.monotonic()
     try:
-        try:
-            start = subprocess.run([str(SCRIPT), "start"], cwd=ROOT, env=env, capture_output=True, text=True,
-                                   timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"scripts/server.sh start did not finish in {START_TIMEOUT}s:\n{exc.stdout}\n{exc.stderr}")
+        start = run_logged([str(SCRIPT), "start"], tmp_path / "logs", "scripts/server.sh start",
+                           timeout=START_TIMEOUT, cwd=ROOT, env=env)
         assert start.returncode == 0, f"scripts/server.sh start failed ({start.returncode}):\n{start.stdout}\n{start.stderr}"
         print(f"stack up in {time.monotonic() - started:.1f}s:\n{start.stdout}")
         yield Stack(env["PREFECT_API_URL"], f"http://127.0.0.1:{port}", env, run_dir)
     finally:
-        _stop(env, run_dir, port)
+        _stop(env, run_dir, port, tmp_path / "logs")
 
 
-def _stop(env: dict, run_dir: Path, port: int) -> None:
+def _stop(env: dict, run_dir: Path, port: int, logs: Path) -> None:
     family = process_family(recorded_pids(run_dir)) if run_dir.exists() else set()
     problems = []
     try:
-        stop = subprocess.run([str(SCRIPT), "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=STOP_TIMEOUT)
+        stop = run_logged([str(SCRIPT), "stop"], logs, "scripts/server.sh stop", timeout=STOP_TIMEOUT,
+                          cwd=ROOT, env=env)
         if stop.returncode != 0:
             problems.append(f"scripts/server.sh stop failed ({stop.returncode}):\n{stop.stdout}\n{stop.stderr}")
-    except subprocess.TimeoutExpired:
-        problems.append(f"scripts/server.sh stop did not finish in {STOP_TIMEOUT}s")
+    except pytest.fail.Exception as exc:  # it hung: still clean up below, then report
+        problems.append(str(exc))
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in family) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -168,9 +166,9 @@ def _stop(env: dict, run_dir: Path, port: int) -> None:
 
 def trigger_run(stack: Stack, parameters: dict) -> UUID:
     """`prefect deployment run 'linreg/linreg-local'`, as a user types it; returns the flow run's id."""
-    result = subprocess.run(
+    result = run_logged(
         [str(PREFECT), "deployment", "run", "linreg/linreg-local", "--params", json.dumps(parameters)],
-        cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60,
+        stack.run_dir.parent / "trigger-logs", "prefect deployment run", timeout=60, cwd=ROOT, env=stack.env,
     )
     found = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout)
     assert result.returncode == 0 and found, f"prefect deployment run failed:\n{result.stdout}\n{result.stderr}"

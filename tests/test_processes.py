@@ -1,0 +1,80 @@
+"""Nothing that `linreg run` starts outlives it: on success, on a failed API start, and when interrupted.
+
+Each run goes through `process_watch.py`, a child subreaper: any process the
+run leaves orphaned is re-parented to the watcher rather than to init, so the
+watcher sees the whole tree (whatever session or group a process moved to),
+reports what survived, and kills it.
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from procs import run_logged
+
+pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[1]
+WATCH = Path(__file__).with_name("process_watch.py")
+LINREG = [sys.executable, "-m", "flows.cli", "run"]
+
+
+def env_for(home: Path, **extra: str) -> dict:
+    env = dict(os.environ, PREFECT_HOME=str(home), PYTHONPATH=str(ROOT), **extra)
+    env.pop("PREFECT_API_URL", None)  # each run starts its own temporary API, as a user's does
+    return env
+
+
+def watched(tmp_path: Path, name: str, args: list[str], env: dict, signal_after: Path | None = None) -> dict:
+    report = tmp_path / f"{name}.json"
+    options = ["--signal", "SIGTERM", "--after-file", str(signal_after)] if signal_after else []
+    done = run_logged([sys.executable, str(WATCH), str(report), *options, "--", *LINREG, *args],
+                      tmp_path / name, f"linreg run ({name})", timeout=400, cwd=tmp_path, env=env)
+    assert done.returncode == 0 and report.exists(), f"the watcher failed:\n{done.stdout}\n{done.stderr}"
+    return {**json.loads(report.read_text()), "output": done.stdout + done.stderr}
+
+
+def test_runs_leave_no_process_behind(tmp_path, migrated_prefect_home):
+    out = tmp_path / "out"
+    small = ["--output-dir", str(out), "--n", "200", "--solvers", "closed_form,numpy_gd,torch_module", "--epochs", "50"]
+    for i in range(2):
+        home = migrated_prefect_home(tmp_path / f"home{i}")
+        result = watched(tmp_path, f"ok{i}", small, env_for(home))
+        assert result["returncode"] == 0, result["output"][-3000:]
+        assert result["survivors"] == [], result["survivors"]
+    assert len(list((out / "runs").iterdir())) == 2
+
+
+def test_an_api_that_does_not_start_in_time_is_stopped(tmp_path):
+    """The leak's trigger: a start slower than the timeout. A fresh database takes seconds to migrate."""
+    result = watched(tmp_path, "timeout", ["--output-dir", str(tmp_path / "out")],
+                     env_for(tmp_path / "fresh-home", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"))
+    assert result["returncode"] == 1, result["output"][-3000:]
+    assert "did not answer within 1 s" in result["output"]
+    assert "Traceback" not in result["output"]
+    assert result["survivors"] == [], result["survivors"]
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_an_interrupted_run_leaves_no_process_behind(tmp_path, migrated_prefect_home):
+    out = tmp_path / "out"
+    args = ["--output-dir", str(out), "--solvers", "closed_form,torch_dataloader", "--epochs", "2000"]
+    result = watched(tmp_path, "interrupted", args, env_for(migrated_prefect_home(tmp_path / "home")),
+                     signal_after=out / "datasets")
+    assert result["signalled"], "the run ended before the signal: " + result["output"][-3000:]
+    assert result["returncode"] == 130, result["output"][-3000:]
+    assert result["survivors"] == [], result["survivors"]
+
+
+def test_the_watcher_sees_an_orphaned_grandchild(tmp_path):
+    """The check above could pass by seeing nothing: here a command orphans a sleeper on purpose."""
+    report = tmp_path / "orphan.json"
+    script = "import subprocess; subprocess.Popen(['sleep', '60'], start_new_session=True)"
+    run_logged([sys.executable, str(WATCH), str(report), "--", sys.executable, "-c", script],
+               tmp_path / "orphan", "the orphaning command", timeout=60)
+    survivors = json.loads(report.read_text())["survivors"]
+    assert [s["cmdline"] for s in survivors] == ["sleep 60"]
