@@ -171,10 +171,10 @@ def render_table(rows: list[Row]) -> str:
 
 def render_plot(rows: list[Row]):
     """Log-log seconds and peak RSS against n, one line per solver."""
-    from linreg import plots  # noqa: F401  (selects the headless backend)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure = Figure(figsize=(11, 4.5))
+    left, right = figure.subplots(1, 2)
     by_solver: dict[str, list[Row]] = {}
     for r in rows:
         if "solver" in r.extra:

@@ -57,7 +57,7 @@ def parameters(result) -> np.ndarray:
 
 def tutorial_loop(name: str, data, epochs: int):
     """The tutorial's loop for solver `name`, set up to start where the solver starts."""
-    x, y = as_tensors(data, "cpu")
+    x, y = as_tensors(data.x, data.y, "cpu")
     if name == "numpy_gd":
         rng = random_state_after_data(data.spec)
         w, b = rng.standard_normal(data.d), rng.standard_normal(1)
@@ -112,7 +112,7 @@ def dataloader_step_profile(data, config: BenchConfig, epochs: int = 20) -> dict
     which every loop with autograd and optim.SGD pays. The best any loader can
     do is a free fetch: (tutorial fetch + step) / step bounds the speed-up.
     """
-    x, y = as_tensors(data, "cpu")
+    x, y = as_tensors(data.x, data.y, "cpu")
     g = seeded_generator(data.spec.seed)
     batch = SOLVERS["torch_dataloader"].defaults.batch_size
     loaders = {

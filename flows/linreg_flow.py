@@ -1,27 +1,22 @@
 """The pipeline: generate, persist, train in parallel, evaluate, publish."""
 
-import os
 from datetime import datetime, timezone
 
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")  # library warnings reach the UI
-# ...and, called outside a flow (a notebook, a test), they stay on the console without a warning.
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 
-from prefect import flow  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
-from prefect.states import Completed, Failed  # noqa: E402
-
-from linreg.devices import resolve_device  # noqa: E402
-from linreg.evaluate import RunSummary  # noqa: E402
-from linreg.report import outcome  # noqa: E402
-from linreg.solvers import FitResult  # noqa: E402
-from linreg.specs import RunSpec  # noqa: E402
-from linreg.storage import DatasetRef  # noqa: E402
-from tasks.dataset import prepare_dataset  # noqa: E402
-from tasks.evaluate import evaluate_fits  # noqa: E402
-from tasks.publish import publish_run  # noqa: E402
-from tasks.runners import intra_op_threads, task_runner_for  # noqa: E402
-from tasks.train import collect_fits, submit_training  # noqa: E402
+from linreg.devices import planned_device
+from linreg.evaluate import RunSummary
+from linreg.report import outcome
+from linreg.solvers import FitResult
+from linreg.specs import RunSpec
+from linreg.storage import DatasetRef
+from tasks.dataset import prepare_dataset
+from tasks.evaluate import evaluate_fits
+from tasks.publish import publish_run
+from tasks.runners import costliest_first, intra_op_threads, set_torch_threads, task_runner_for
+from tasks.train import collect_fits, submit_training
 
 
 def new_run_id() -> str:
@@ -32,12 +27,13 @@ def new_run_id() -> str:
 @flow(name="linreg-train")
 def train_flow(ref: DatasetRef, run: RunSpec, device: str) -> list[FitResult]:
     """Submit every solver at once on this flow's task runner; collect each outcome."""
-    threads = intra_op_threads(run)
+    if run.runner == "threads":
+        set_torch_threads(intra_op_threads(run))  # process-wide: once, not per task
     futures = {
-        name: submit_training(ref, name, run.solver_spec(name, device), threads, dask=run.runner == "dask")
-        for name in run.solvers
+        name: submit_training(ref, name, run.solver_spec(name, device), dask=run.runner == "dask")
+        for name in costliest_first(run)
     }
-    return collect_fits(futures, run.data.d, device)
+    return collect_fits({name: futures[name] for name in run.solvers}, run.data.d, device)
 
 
 @flow(name="linreg", log_prints=True)
@@ -50,8 +46,7 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     message), Failed when any solver raised; the artifacts are published either way.
     """
     run_id = new_run_id()
-    # Under Dask the fits run on workers with their own hardware: each task resolves there.
-    device = run.device if run.runner == "dask" else resolve_device(run.device)
+    device = planned_device(run.device, fits_run_here=run.runner != "dask")
     ref = prepare_dataset(run.data, run.output_dir)
 
     fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device)

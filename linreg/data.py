@@ -1,7 +1,7 @@
 """Synthetic data, drawn exactly as the tutorial draws it."""
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -9,6 +9,35 @@ from linreg.specs import DataSpec
 
 _SKIP_CHUNK = 1 << 20
 CHUNK_ROWS = 1 << 20  # rows per generated chunk and parquet row group: 16 MiB per float64 column
+
+
+class DataSource(Protocol):
+    """What a solver reads: the rows in memory, or a file streamed one row group at a time.
+
+    `arrays()` is the one question a solver asks: (x, y) when the data is held
+    in memory, None when it must be streamed with `iter_chunks` (in order) or
+    `iter_row_groups` (any order, e.g. shuffled per epoch). Implemented by
+    `Dataset` here and `linreg.storage.ParquetSource`.
+    """
+
+    spec: DataSpec
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def d(self) -> int: ...
+
+    @property
+    def row_groups(self) -> int: ...
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+    def iter_chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+    def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -33,10 +62,25 @@ class Dataset:
     def d(self) -> int:
         return self.x.shape[1]
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x (n, d), y (n,)): always in memory."""
+        return self.x, self.y
+
     def iter_chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (x, y) views of at most `rows` rows, in order."""
         for start in range(0, self.n, rows):
             yield self.x[start : start + rows], self.y[start : start + rows]
+
+    @property
+    def row_groups(self) -> int:
+        """Blocks of CHUNK_ROWS rows, as the file of the same data has row groups."""
+        return -(-self.n // CHUNK_ROWS)
+
+    def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (x, y) views of the CHUNK_ROWS-row blocks in `order`."""
+        for index in order:
+            start = int(index) * CHUNK_ROWS
+            yield self.x[start : start + CHUNK_ROWS], self.y[start : start + CHUNK_ROWS]
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` rows: a uniform sample, since rows are drawn i.i.d."""

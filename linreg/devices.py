@@ -49,6 +49,23 @@ def resolve_device(device: str = "auto") -> str:
     return f"cuda:{index}"
 
 
+def planned_device(device: str, fits_run_here: bool) -> str:
+    """The device the pipeline plans the fits for, decided once per run, before any work.
+
+    When the fits run on this machine (threads or processes), the choice is
+    resolved here: a device this machine lacks is refused at once, and a
+    resolved "cuda:N" tags the training tasks for GPU routing. Under Dask the
+    fits run on workers whose hardware this machine cannot see (a GPU worker
+    behind a CPU-only scheduler host), so the string is kept as given: "cuda"
+    still routes the tasks to GPU workers, and each task resolves it with
+    `resolve_device` on the worker that runs it.
+
+    Raises:
+        DeviceError: (fits_run_here only) see `resolve_device`.
+    """
+    return resolve_device(device) if fits_run_here else parse_device(device)
+
+
 SMALL_TENSOR = 1 << 16
 
 

@@ -7,7 +7,8 @@ from pydantic import BaseModel
 from scipy.special import stdtrit  # the t quantile; scipy.stats costs 3x the import time
 
 from linreg.moments import Moments, accumulate
-from linreg.solvers.base import FitResult
+from linreg.solvers.base import FitResult, Status
+from linreg.solvers.registry import REFERENCE
 from linreg.specs import DataSpec
 from linreg.storage import DatasetRef
 
@@ -16,7 +17,7 @@ class SolverReport(BaseModel):
     """One solver's row of the summary. NaN where a value does not exist (a failed fit)."""
 
     solver: str
-    status: str
+    status: Status
     weights: list[float]
     bias: float
     seconds: float
@@ -72,9 +73,9 @@ class RunSummary(BaseModel):
     results: list[SolverReport]
     inference: list[Interval]
 
-    def statuses(self) -> dict[str, list[str]]:
+    def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
-        groups: dict[str, list[str]] = {}
+        groups: dict[Status, list[str]] = {}
         for row in self.results:
             groups.setdefault(row.status, []).append(row.solver)
         return groups
@@ -143,7 +144,7 @@ def summarize(run_id: str, ref: DatasetRef, data, fits: list[FitResult]) -> RunS
     The closed form, when it succeeded, is the reference for the distances.
     """
     moments = accumulate(data.iter_chunks(), ref.spec.d)
-    reference = next((f for f in fits if f.solver == "closed_form" and f.status == "ok"), None)
+    reference = next((f for f in fits if f.solver == REFERENCE and f.status == Status.OK), None)
     return RunSummary(
         run_id=run_id,
         dataset=DatasetInfo.from_ref(ref),

@@ -2,14 +2,10 @@
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # the Figure API needs no pyplot backend: headless workers are fine
 
-matplotlib.use("Agg")  # headless: runs on workers with no display
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from linreg.solvers.base import FitResult  # noqa: E402
+from linreg.solvers.base import FitResult
 
 MAX_POINTS = 2000
 MAX_PANELS = 4

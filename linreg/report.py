@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from linreg.evaluate import RunSummary
+from linreg.solvers.base import Status
 
 def _fmt(value: float, digits: int = 6) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
@@ -20,7 +21,7 @@ def summary_rows(summary: RunSummary) -> list[dict]:
     return [
         {k: _finite_or_none(v) for k, v in {
             "solver": r.solver,
-            "status": r.status,
+            "status": r.status.value,  # a plain str: table artifacts take plain types only
             "bias": r.bias,
             "weights": " ".join(_fmt(w, 8) for w in r.weights),
             "bias_abs_error": r.bias_abs_error,
@@ -94,7 +95,7 @@ def outcome(summary: RunSummary) -> tuple[bool, str]:
     """
     groups = summary.statuses()
     total = len(summary.results)
-    notes = [f"{len(groups[s])} {s} ({', '.join(groups[s])})" for s in ("failed", "diverged") if s in groups]
+    notes = [f"{len(groups[s])} {s} ({', '.join(groups[s])})" for s in (Status.FAILED, Status.DIVERGED) if s in groups]
     if not notes:
         return True, f"all {total} solvers ok"
-    return "failed" not in groups, f"{len(groups.get('ok', []))} of {total} solvers ok; " + "; ".join(notes)
+    return Status.FAILED not in groups, f"{len(groups.get(Status.OK, []))} of {total} solvers ok; " + "; ".join(notes)

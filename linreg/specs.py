@@ -5,98 +5,44 @@ work starts; the CLI builds the same models, so both paths give the same
 messages. Every message names the field and the allowed range.
 """
 
-import math
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-MAX_N = 1_000_000_000
-MAX_D = 1_000
-MAX_SEED = 2**32 - 1
-MAX_EPOCHS = 10_000_000
-MAX_BATCH = 2**31 - 1
+from linreg.devices import DeviceError, parse_device
+from linreg.solvers.base import SolverSpec
+from linreg.solvers.registry import SOLVERS
+from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FiniteFloat, FrozenModel, range_check
+
 DEVICE_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
-def _range_check(lo: float, hi: float | None = None, *, lo_open: bool = False):
-    """Build a validator that refuses values outside [lo, hi] (or (lo, hi])."""
-
-    def check(value):
-        if value is None:  # an unset optional override
-            return value
-        if isinstance(value, float) and not math.isfinite(value):
-            raise PydanticCustomError("finite", "must be a finite number, got {value}", {"value": value})
-        too_low = value <= lo if lo_open else value < lo
-        too_high = hi is not None and value > hi
-        if too_low or too_high:
-            left = "(" if lo_open else "["
-            right = f"{hi}]" if hi is not None else "inf)"
-            raise PydanticCustomError(
-                "range", "must be in {interval}, got {value}",
-                {"interval": f"{left}{lo}, {right}", "value": value},
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise PydanticCustomError("finite", "must be a finite number, got {value}", {"value": value})
-    return value
-
-
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class DataSpec(_Model):
+class DataSpec(FrozenModel):
     """What data to generate: y = bias + x @ weights + noise * e, x and e standard normal."""
 
-    n: Annotated[int, _range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
+    n: Annotated[int, range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
     weights: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_D)] = Field(
         default_factory=lambda: [2.0], description=f"true weights, 1..{MAX_D} finite numbers"
     )
     bias: FiniteFloat = Field(1.0, description="true intercept")
-    noise: Annotated[float, _range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
-    seed: Annotated[int, _range_check(0, MAX_SEED)] = Field(42, description=f"RandomState seed, 0..{MAX_SEED}")
+    noise: Annotated[float, range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
+    seed: Annotated[int, range_check(0, MAX_SEED)] = Field(42, description=f"RandomState seed, 0..{MAX_SEED}")
 
     @property
     def d(self) -> int:
         return len(self.weights)
 
 
-class SolverSpec(_Model):
-    """Hyperparameters of one iterative solver; the closed form ignores them."""
-
-    lr: Annotated[float, _range_check(0.0, lo_open=True)] = Field(0.01, description="learning rate, > 0")
-    epochs: Annotated[int, _range_check(1, MAX_EPOCHS)] = Field(1000, description="passes over the data")
-    batch_size: Annotated[int, _range_check(1, MAX_BATCH)] = Field(
-        50, description="minibatch size; a value above n is clipped to n with a warning"
-    )
-    device: str = Field("cpu", description="resolved torch device")
-
-
-class SolverOverrides(_Model):
+class SolverOverrides(FrozenModel):
     """Fields that replace a solver's own defaults; None keeps the default."""
 
-    lr: Annotated[float | None, _range_check(0.0, lo_open=True)] = None
-    epochs: Annotated[int | None, _range_check(1, MAX_EPOCHS)] = None
-    batch_size: Annotated[int | None, _range_check(1, MAX_BATCH)] = None
+    lr: Annotated[float | None, range_check(0.0, lo_open=True)] = None
+    epochs: Annotated[int | None, range_check(1, MAX_EPOCHS)] = None
+    batch_size: Annotated[int | None, range_check(1, MAX_BATCH)] = None
 
     def apply(self, spec: SolverSpec) -> SolverSpec:
         """Return `spec` with the fields set here replaced."""
@@ -104,12 +50,13 @@ class SolverOverrides(_Model):
 
 
 def _default_solvers() -> list[str]:
-    from linreg.solvers.registry import SOLVERS
-
     return list(SOLVERS)
 
 
-class RunSpec(_Model):
+__all__ = ["DataSpec", "SolverSpec", "SolverOverrides", "RunSpec", "DEVICE_HELP"]
+
+
+class RunSpec(FrozenModel):
     """Everything one pipeline run needs."""
 
     data: DataSpec = Field(default_factory=DataSpec)
@@ -134,8 +81,6 @@ class RunSpec(_Model):
 
     def solver_spec(self, name: str, device: str) -> SolverSpec:
         """The solver's tutorial defaults, then `defaults`, then its own overrides, on `device`."""
-        from linreg.solvers.registry import SOLVERS
-
         spec = self.defaults.apply(SOLVERS[name].defaults)
         if name in self.overrides:
             spec = self.overrides[name].apply(spec)
@@ -144,8 +89,6 @@ class RunSpec(_Model):
     @field_validator("solvers")
     @classmethod
     def _known_solvers(cls, names: list[str]) -> list[str]:
-        from linreg.solvers.registry import SOLVERS
-
         if not names:
             raise PydanticCustomError(
                 "solvers", "must name at least one solver; known: {known}", {"known": ", ".join(SOLVERS)}
@@ -159,25 +102,18 @@ class RunSpec(_Model):
     @field_validator("overrides")
     @classmethod
     def _known_override_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        from linreg.solvers.registry import SOLVERS
-
         _check_names(list(overrides), SOLVERS)
         return overrides
 
     @field_validator("device")
     @classmethod
-    def _usable_device(cls, device: str, info: ValidationInfo) -> str:
-        """Checked against this machine's hardware, except under Dask, where the
-        workers that run the fits may have GPUs this machine lacks."""
-        from linreg.devices import DeviceError, parse_device, resolve_device
-
+    def _device_form(cls, device: str) -> str:
+        """The string's form only: whether the hardware exists is decided where the fits
+        run (`linreg.devices.planned_device`)."""
         try:
-            parse_device(device)
-            if device != "auto" and info.data.get("runner") != "dask":
-                resolve_device(device)
+            return parse_device(device)
         except DeviceError as exc:
             raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
-        return device
 
     @field_validator("dask_address")
     @classmethod

@@ -1,13 +1,24 @@
 """Generate and persist the dataset, or reuse the file already made for the same spec."""
 
+import os
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from linreg.specs import DataSpec
-from linreg.storage import DatasetError, DatasetRef, ensure_dataset
+from linreg.storage import DEFAULT_MEMORY_BUDGET, DatasetError, DatasetRef, ensure_dataset
 from tasks.progress import rows_progress
+
+MEMORY_BUDGET_ENV = "LINREG_MEMORY_BUDGET"
+
+
+def memory_budget() -> int:
+    """Bytes of x and y one task may hold in memory (larger data is streamed): $LINREG_MEMORY_BUDGET, default 256 MiB.
+
+    Read here, on the machine that runs the task, so each worker can set its own.
+    """
+    return int(os.environ.get(MEMORY_BUDGET_ENV, DEFAULT_MEMORY_BUDGET))
 
 
 def retry_on_io_error(task, task_run, state) -> bool:
@@ -27,6 +38,6 @@ def retry_on_io_error(task, task_run, state) -> bool:
 )
 def prepare_dataset(spec: DataSpec, root: Path) -> DatasetRef:
     with rows_progress(spec.n, "generating rows", key="linreg-generate-progress") as progress:
-        ref, reused = ensure_dataset(spec, root, progress)
+        ref, reused = ensure_dataset(spec, root, progress, memory_budget())
     get_run_logger().info("%s dataset %s (sha256 %s)", "reused" if reused else "wrote", ref.path, ref.sha256[:12])
     return ref

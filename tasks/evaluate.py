@@ -6,9 +6,10 @@ from prefect.cache_policies import NO_CACHE
 from linreg.evaluate import RunSummary, summarize
 from linreg.solvers import FitResult
 from linreg.storage import DatasetRef, open_dataset
+from tasks.dataset import memory_budget
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)  # its inputs hold arrays, which hash unstably
 def evaluate_fits(ref: DatasetRef, fits: list[FitResult], run_id: str) -> RunSummary:
     """One pass over the data (streamed when it exceeds the memory budget) scores every fit."""
-    return summarize(run_id, ref, open_dataset(ref), fits)
+    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits)

@@ -14,37 +14,48 @@ from linreg.data import CHUNK_ROWS
 
 MIN_INTERVAL = 0.5  # seconds between artifact updates: each is an API call
 
-# rich allows one live display at a time, and under the threads runner several
-# training tasks stream at once: they share one Progress, one line per task.
-_lock = threading.Lock()
-_shared: dict = {"bar": None, "users": 0}
+class TerminalBar:
+    """One rich progress display for a process, shared by every task that streams in it.
+
+    rich allows one live display per console, and under the threads runner
+    several training tasks stream at once: each gets a line of the same
+    display, which starts with the first line and stops with the last.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._lines = 0
+
+    @contextmanager
+    def line(self, total: int, description: str) -> Iterator[tuple[Progress, TaskID] | None]:
+        """A line of the display, or None when stderr is not a terminal."""
+        if not sys.stderr.isatty():
+            yield None
+            return
+        with self._lock:
+            if self._progress is None:
+                self._progress = Progress(
+                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True,
+                )
+                self._progress.start()
+            self._lines += 1
+            progress = self._progress
+            line = progress.add_task(description, total=total)
+        try:
+            yield progress, line
+        finally:
+            with self._lock:
+                progress.remove_task(line)
+                self._lines -= 1
+                if self._lines == 0:
+                    progress.stop()
+                    self._progress = None
 
 
-@contextmanager
-def _terminal_line(total: int, description: str) -> Iterator[tuple[Progress, TaskID] | None]:
-    """A line of the shared terminal bar, or None when stderr is not a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    with _lock:
-        if _shared["bar"] is None:
-            _shared["bar"] = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
-            )
-            _shared["bar"].start()
-        _shared["users"] += 1
-        bar = _shared["bar"]
-        line = bar.add_task(description, total=total)
-    try:
-        yield bar, line
-    finally:
-        with _lock:
-            bar.remove_task(line)
-            _shared["users"] -= 1
-            if _shared["users"] == 0:
-                bar.stop()
-                _shared["bar"] = None
+# Owned by the process (one terminal per process): tasks running in it share it.
+TERMINAL = TerminalBar()
 
 
 @contextmanager
@@ -59,7 +70,7 @@ def rows_progress(total: int, description: str, key: str) -> Iterator[Callable[[
         return
     artifact = create_progress_artifact(0.0, key=key, description=description)
     done, last = 0, 0.0
-    with _terminal_line(total, description) as terminal:
+    with TERMINAL.line(total, description) as terminal:
 
         def advance(rows: int) -> None:
             nonlocal done, last

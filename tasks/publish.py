@@ -11,7 +11,7 @@ from linreg.plots import MAX_POINTS, figure_png, plot_fits, plot_losses
 from linreg.report import render_markdown, summary_rows
 from linreg.solvers import FitResult
 from linreg.storage import DatasetRef, open_dataset, run_dir, write_bytes, write_csv, write_text
-from tasks.dataset import retry_on_io_error
+from tasks.dataset import memory_budget, retry_on_io_error
 
 FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves"}
 
@@ -20,7 +20,7 @@ FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves"}
 def publish_run(summary: RunSummary, fits: list[FitResult], ref: DatasetRef, root: Path) -> Path:
     """Save summary.json, summary.csv and the PNGs under runs/<run-id>/, then the artifacts."""
     folder = run_dir(root, summary.run_id)
-    sample_x, sample_y = open_dataset(ref).head(MAX_POINTS)
+    sample_x, sample_y = open_dataset(ref, memory_budget()).head(MAX_POINTS)
     pngs = {
         "fits.png": figure_png(plot_fits(sample_x, sample_y, fits)),
         "losses.png": figure_png(plot_losses(fits)),

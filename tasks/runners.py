@@ -1,4 +1,12 @@
-"""Which Prefect task runner trains the solvers: one engine per choice, none home-made."""
+"""Which Prefect task runner trains the solvers: one engine per choice, none home-made.
+
+The default, measured on a 2-core machine (`make bench`, section "default_run"):
+a thread pool as wide as the cores, the costliest fit submitted first. Eight
+threads for eight fits thrashed two cores (tiny torch loops hold the GIL
+between kernels): the subflow took 1.4x its lower bound. A process pool pays
+3-4 s per worker to import Prefect and torch, more than the whole parallel gain
+at the tutorial's size; it wins only when fits are long (`--runner processes`).
+"""
 
 import os
 
@@ -16,33 +24,52 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads for this process (a process-wide setting: once per worker)."""
+    if threads is not None:
+        import torch  # deferred: a numpy-only run never pays torch's import
+
+        torch.set_num_threads(threads)
+
+
 def task_runner_for(run: RunSpec) -> TaskRunner:
-    """threads: a thread pool; processes: one process per core; dask: an existing
-    scheduler at `dask_address`, else a temporary LocalCluster."""
+    """threads: a pool of one thread per core; processes: one process per core, each
+    setting its torch threads once; dask: an existing scheduler at `dask_address`,
+    else a temporary LocalCluster."""
     if run.runner == "processes":
-        return ProcessPoolTaskRunner(max_workers=cores())
+        return ProcessPoolTaskRunner(
+            max_workers=cores(), initializer=set_torch_threads, initargs=(intra_op_threads(run),)
+        )
     if run.runner == "dask":
         from prefect_dask import DaskTaskRunner  # deferred: dask is only paid for when used
 
         if run.dask_address:
             return DaskTaskRunner(address=run.dask_address)
         return DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": cores()})
-    return ThreadPoolTaskRunner()
+    return ThreadPoolTaskRunner(max_workers=cores())
+
+
+def uses_torch(run: RunSpec) -> bool:
+    return any(SOLVERS[name].uses_torch for name in run.solvers)
 
 
 def intra_op_threads(run: RunSpec) -> int | None:
-    """Torch intra-op threads per training task, so the tasks together do not oversubscribe the cores.
+    """Torch intra-op threads per training process, so that concurrent tasks do not oversubscribe the cores.
 
-    threads: every torch task shares this process, so cores are split among them.
-    processes: one task per process and one process per core, so each gets cores // processes.
+    threads: the pool runs at most `cores` tasks at once in this process, which share the setting.
+    processes: one task per process and one process per core.
     dask: None, keeping the worker's own setting (Dask's nanny starts workers with
     OMP_NUM_THREADS=1, one intra-op thread per worker thread).
     Tiny data always gets one thread: there, threads only add contention.
     """
-    elements = run.data.n * run.data.d
-    torch_tasks = sum(SOLVERS[name].uses_torch for name in run.solvers)
-    if run.runner == "dask":
+    if run.runner == "dask" or not uses_torch(run):
         return None
-    if run.runner == "processes":
-        return torch_threads(elements, concurrent_tasks=min(torch_tasks, cores()))
-    return torch_threads(elements, concurrent_tasks=torch_tasks)
+    torch_tasks = sum(SOLVERS[name].uses_torch for name in run.solvers)
+    return torch_threads(run.data.n * run.data.d, concurrent_tasks=min(torch_tasks, cores()))
+
+
+def costliest_first(run: RunSpec) -> list[str]:
+    """The run's solvers, longest expected fit first, so that it starts at once and the
+    short ones fill the other cores (the longest fit bounds the wall time)."""
+    cost = {name: SOLVERS[name].relative_cost(run.data.n, run.solver_spec(name, "cpu")) for name in run.solvers}
+    return sorted(run.solvers, key=lambda name: -cost[name])

@@ -1,6 +1,5 @@
 """Train one solver. Each task reads the parquet itself: only a DatasetRef crosses over."""
 
-import os
 from dataclasses import replace
 
 from prefect import get_run_logger, task
@@ -10,9 +9,9 @@ from prefect.futures import PrefectFuture, as_completed
 
 from linreg.devices import resolve_device
 from linreg.solvers import SOLVERS, FitResult
-from linreg.solvers.base import failed_result
-from linreg.specs import SolverSpec
+from linreg.solvers.base import SolverSpec, failed_result
 from linreg.storage import DatasetRef, open_dataset
+from tasks.dataset import memory_budget
 from tasks.progress import rows_progress
 
 
@@ -29,7 +28,7 @@ def fit_cache_key(context: TaskRunContext, parameters: dict) -> str:
 def dask_worker_address() -> str | None:
     """The Dask worker running this task, if any."""
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # deferred: dask is only paid for when used
 
         return get_worker().address
     except (ImportError, ValueError):
@@ -37,46 +36,40 @@ def dask_worker_address() -> str | None:
 
 
 @task(name="train", cache_key_fn=fit_cache_key, retries=0)  # a failed fit is a result, not a blip
-def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | None = None) -> FitResult:
+def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec) -> FitResult:
     info = SOLVERS[solver]
     spec = spec.model_copy(update={"device": resolve_device(spec.device)})  # on the machine that runs it
-    if info.uses_torch and threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    data = open_dataset(ref)  # in memory within the budget, else streamed one row group at a time
+    data = open_dataset(ref, memory_budget())  # in memory within the budget, else streamed one row group at a time
     key = f"linreg-train-{solver.replace('_', '-')}-progress"
     with rows_progress(info.rows_streamed(data, spec), f"{solver}: rows streamed", key=key) as progress:
-        # In memory there is nothing to report: keep the plain fit(data, spec) call.
-        fit = info.fit(data, spec, progress=progress) if progress else info.fit(data, spec)
+        fit = info.fit(data, spec, progress=progress)
     return replace(fit, worker=dask_worker_address())
 
 
-# Test-only switch: tag torch tasks `cuda` (so they are routed as GPU work) while they still run on CPU.
-TEST_ONLY_ROUTE_AS_CUDA = "LINREG_TEST_ONLY_ROUTE_AS_CUDA"
-
-
 def routing_tags(solver: str, device: str) -> set[str]:
-    """`torch` for torch solvers; `cuda` too when they will run on a GPU."""
+    """`cuda` for torch solvers that will run on a GPU, so CUDA workers and the `cuda`
+    concurrency limit pick them out; no tag otherwise.
+
+    A tagged task asks the API for a concurrency slot of each tag before it runs,
+    limit or none: measured here, that delayed every torch task by 2.4 s in the
+    default run, so CPU tasks carry no tag (their names say the solver).
+    """
     if not SOLVERS[solver].uses_torch:
         return set()
-    on_gpu = device.startswith("cuda") or os.environ.get(TEST_ONLY_ROUTE_AS_CUDA) == "1"
-    return {"torch", "cuda"} if on_gpu else {"torch"}
+    return {"cuda"} if device.startswith("cuda") else set()
 
 
-def submit_training(
-    ref: DatasetRef, solver: str, spec: SolverSpec, threads: int | None, dask: bool
-) -> PrefectFuture:
+def submit_training(ref: DatasetRef, solver: str, spec: SolverSpec, dask: bool) -> PrefectFuture:
     """Submit one solver. Under Dask, `cuda` tasks ask for a worker resource GPU=1, so only
     workers started with `--resources GPU=1` run them."""
     tags = routing_tags(solver, spec.device)
     task = train_solver.with_options(task_run_name=f"train-{solver}", tags=tags)
     if dask and "cuda" in tags:
-        import dask as dask_config
+        import dask as dask_config  # deferred: dask is only paid for when used
 
         with dask_config.annotate(resources={"GPU": 1}):
-            return task.submit(ref, solver, spec, threads)
-    return task.submit(ref, solver, spec, threads)
+            return task.submit(ref, solver, spec)
+    return task.submit(ref, solver, spec)
 
 
 def collect_fits(futures: dict[str, PrefectFuture], d: int, device: str) -> list[FitResult]:

@@ -7,7 +7,7 @@ from distributed import LocalCluster
 from flows.linreg_flow import linreg_flow
 from linreg.solvers import SOLVERS
 from linreg.specs import RunSpec
-from tasks.train import TEST_ONLY_ROUTE_AS_CUDA
+import tasks.train
 
 pytestmark = pytest.mark.flow
 
@@ -68,7 +68,8 @@ def cluster_with_one_gpu_worker():
 def test_cuda_tagged_tasks_run_only_on_the_gpu_worker(prefect_server, tmp_path, monkeypatch,
                                                         cluster_with_one_gpu_worker):
     cluster, gpu_worker = cluster_with_one_gpu_worker
-    monkeypatch.setenv(TEST_ONLY_ROUTE_AS_CUDA, "1")  # tag torch tasks `cuda`, keep them on CPU
+    # Tag torch tasks `cuda` (routed as GPU work) while they still run on the CPU.
+    monkeypatch.setattr(tasks.train, "routing_tags", lambda solver, device: {"cuda"} if SOLVERS[solver].uses_torch else set())
     run = spec(tmp_path, "dask", dask_address=cluster.scheduler_address)
     state = linreg_flow(run, return_state=True)
     assert state.is_completed(), state.message

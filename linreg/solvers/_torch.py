@@ -1,4 +1,4 @@
-"""Pieces the torch solvers share: tensors, seeded initial values, timing."""
+"""Pieces the torch solvers share: tensors, the full-batch loop, seeded initial values, timing."""
 
 from time import perf_counter
 from typing import Callable
@@ -8,12 +8,13 @@ import torch
 from torch import nn, optim
 from torch.nn.utils import skip_init
 
-from linreg.data import Dataset
+from linreg.data import DataSource
+from linreg.solvers.base import SolverSpec
 
 
-def as_tensors(data: Dataset, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def as_tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Return x as (n, d) and y as (n, 1), float32 on `device`, as the tutorial converts them."""
-    return chunk_tensors(data.x, data.y, device)
+    return chunk_tensors(x, y, device)
 
 
 def chunk_tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +63,46 @@ def streamed_full_batch(
         step()
         history.append(total)
     return history
+
+
+def full_batch(
+    data: DataSource,
+    spec: SolverSpec,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    zero_grad: Callable[[], None],
+    step: Callable[[], None],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Full-batch gradient descent: each epoch one loss over all rows, one backward, one step.
+
+    The three tutorial sections that train full-batch differ only in how they
+    build the model and take the step; each passes those in. Data in memory is
+    converted to tensors once; streamed data goes through `streamed_full_batch`.
+
+    Args:
+        loss_of: (x (k, d), y (k, 1)) tensors -> mean loss.
+        zero_grad: clears the parameters' gradients.
+        step: updates the parameters from their gradients.
+        progress: called with rows read (streamed data only).
+
+    Returns:
+        (losses (epochs,) on the CPU, seconds of the loop).
+    """
+    arrays = data.arrays()
+    if arrays is None:
+        with Stopwatch(spec.device) as clock:
+            history = streamed_full_batch(data, spec.epochs, spec.device, loss_of, zero_grad, step, progress)
+        return torch.stack(history).cpu(), clock.seconds
+    x, y = as_tensors(*arrays, spec.device)
+    history = []
+    with Stopwatch(spec.device) as clock:
+        for _ in range(spec.epochs):
+            loss = loss_of(x, y)
+            zero_grad()
+            loss.backward()
+            step()
+            history.append(loss.detach())  # stays on the device: no host sync per step
+    return torch.stack(history).cpu(), clock.seconds
 
 
 def seeded_generator(seed: int) -> torch.Generator:

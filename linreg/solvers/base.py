@@ -2,11 +2,39 @@
 
 from dataclasses import dataclass, field
 
-import numpy as np
+import logging
+from enum import StrEnum
+from typing import Annotated
 
-OK = "ok"
-DIVERGED = "diverged"
-FAILED = "failed"
+import numpy as np
+from pydantic import Field
+
+from linreg.validation import MAX_BATCH, MAX_EPOCHS, FrozenModel, range_check
+
+
+log = logging.getLogger("linreg.solvers")
+
+
+class Status(StrEnum):
+    """How a fit ended."""
+
+    OK = "ok"  # finished with finite parameters
+    DIVERGED = "diverged"  # the loss became non-finite
+    FAILED = "failed"  # the solver raised
+
+
+OK, DIVERGED, FAILED = Status.OK, Status.DIVERGED, Status.FAILED
+
+
+class SolverSpec(FrozenModel):
+    """Hyperparameters of one iterative solver; the closed form ignores them."""
+
+    lr: Annotated[float, range_check(0.0, lo_open=True)] = Field(0.01, description="learning rate, > 0")
+    epochs: Annotated[int, range_check(1, MAX_EPOCHS)] = Field(1000, description="passes over the data")
+    batch_size: Annotated[int, range_check(1, MAX_BATCH)] = Field(
+        50, description="minibatch size; a value above n is clipped to n with a warning"
+    )
+    device: str = Field("cpu", description="resolved torch device")
 
 
 @dataclass(frozen=True)
@@ -34,7 +62,7 @@ class FitResult:
     seconds: float = 0.0
     device: str = "cpu"
     epochs: int = 0
-    status: str = OK
+    status: Status = Status.OK
     message: str | None = None
     diverged_epoch: int | None = None
     worker: str | None = None
@@ -72,3 +100,11 @@ def failed_result(solver: str, d: int, error: BaseException, device: str = "cpu"
         solver=solver, coef=np.full(d, np.nan), intercept=float("nan"), device=device,
         status=FAILED, message=f"{type(error).__name__}: {error}",
     )
+
+
+def clip_batch_size(batch_size: int, n: int) -> int:
+    """batch_size, or n (full batch) with a logged warning when it is larger."""
+    if batch_size > n:
+        log.warning("batch_size %d is larger than n=%d; using %d (full batch)", batch_size, n, n)
+        return n
+    return batch_size

@@ -21,10 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from linreg.data import Dataset
+from linreg.data import DataSource
 from linreg.moments import Moments, accumulate, solve_centred
-from linreg.solvers.base import FitResult
-from linreg.specs import SolverSpec
+from linreg.solvers.base import FitResult, SolverSpec
 
 
 def design_matrix(x: np.ndarray) -> np.ndarray:
@@ -38,16 +37,19 @@ def lstsq_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return beta[1:], float(beta[0])
 
 
-def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
-    """Fit a Dataset in one pass, or a chunked source (`ParquetSource`) one row group at a time.
+def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Solve least squares exactly: in one pass over data in memory, or one row group at a time when streamed.
+
+    `spec` is unused: the closed form has no hyperparameters.
 
     Args:
         progress: called with the rows of each chunk as it is summed (streamed data only).
     """
     start = perf_counter()
-    if isinstance(data, Dataset):
-        solution = solve_centred(Moments.of_chunk(data.x, data.y)) if data.n else None
-        coef, intercept = solution if solution is not None else lstsq_fit(data.x, data.y)
+    arrays = data.arrays()
+    if arrays is not None:
+        solution = solve_centred(Moments.of_chunk(*arrays)) if data.n else None
+        coef, intercept = solution if solution is not None else lstsq_fit(*arrays)
     else:
         coef, intercept = accumulate(data.iter_chunks(), data.d, progress).solve()
     return FitResult(

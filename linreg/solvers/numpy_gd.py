@@ -11,22 +11,24 @@ from typing import Callable
 
 import numpy as np
 
-from linreg.data import Dataset, random_state_after_data
-from linreg.solvers.base import FitResult, iterative_result
-from linreg.specs import SolverSpec
+from linreg.data import DataSource, random_state_after_data
+from linreg.solvers.base import FitResult, SolverSpec, iterative_result
 
 
-def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
-    """Args:
+def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Fit w and b by full-batch gradient descent with NumPy gradients, from the tutorial's initial draws.
+
+    Args:
         progress: called with the rows of each chunk as it is read (streamed data only).
     """
     # The tutorial draws w, then b, from the data's own RandomState stream.
     rng = random_state_after_data(data.spec)
     w = rng.standard_normal(data.d)
     b = rng.standard_normal(1)[0]
-    if not isinstance(data, Dataset):
+    arrays = data.arrays()
+    if arrays is None:
         return _fit_streamed(data, spec, w, b, progress)
-    x, y, n = data.x, data.y, data.n
+    (x, y), n = arrays, data.n
     losses = np.empty(spec.epochs)
     start = perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):

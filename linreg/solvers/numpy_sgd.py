@@ -13,25 +13,13 @@ within a group. The rows were drawn i.i.d., so groups are alike and the fit
 ends within the same minibatch noise of the closed form.
 """
 
-import logging
 from time import perf_counter
 from typing import Callable
 
 import numpy as np
 
-from linreg.data import Dataset
-from linreg.solvers.base import FitResult, iterative_result
-from linreg.specs import SolverSpec
-
-log = logging.getLogger("linreg.solvers.numpy_sgd")
-
-
-def clip_batch_size(batch_size: int, n: int) -> int:
-    """batch_size, or n (full batch) with a logged warning when it is larger."""
-    if batch_size > n:
-        log.warning("batch_size %d is larger than n=%d; using %d (full batch)", batch_size, n, n)
-        return n
-    return batch_size
+from linreg.data import DataSource
+from linreg.solvers.base import FitResult, SolverSpec, clip_batch_size, iterative_result
 
 
 def with_intercept_column(x: np.ndarray) -> np.ndarray:
@@ -59,22 +47,26 @@ def sgd_epoch(design: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, b
     return total / len(y)
 
 
-def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
-    """Args:
+def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Fit [w, b] by minibatch SGD with hand-written gradients, reshuffled every epoch by a seeded Generator.
+
+    Args:
         progress: called with the rows of each row group as it is read (streamed data only).
     """
     rng = np.random.default_rng(data.spec.seed)
     batch_size = clip_batch_size(spec.batch_size, data.n)
-    if not isinstance(data, Dataset):
+    arrays = data.arrays()
+    if arrays is None:
         return _fit_streamed(data, spec, rng, batch_size, progress)
-    design = with_intercept_column(data.x)
+    x, y = arrays
+    design = with_intercept_column(x)
     theta = rng.standard_normal(data.d + 1)
     losses = np.empty(spec.epochs)
     start = perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(spec.epochs):
             order = rng.permutation(data.n)
-            losses[t] = sgd_epoch(design[order], data.y[order], theta, spec.lr, batch_size)
+            losses[t] = sgd_epoch(design[order], y[order], theta, spec.lr, batch_size)
     return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")
 
 

@@ -8,7 +8,6 @@ full shuffle; the rows were drawn i.i.d., so the fit ends within the same
 minibatch noise of the closed form.
 """
 
-import logging
 from typing import Callable
 
 import torch
@@ -16,12 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from linreg.data import Dataset
+from linreg.data import DataSource
 from linreg.solvers._torch import Stopwatch, as_tensors, chunk_tensors, make_sgd, seeded_generator, seeded_linear
-from linreg.solvers.base import FitResult, iterative_result
-from linreg.specs import SolverSpec
-
-log = logging.getLogger("linreg.solvers.torch_dataloader")
+from linreg.solvers.base import FitResult, SolverSpec, clip_batch_size, iterative_result
 
 
 class PairDataset(TorchDataset):
@@ -68,14 +64,6 @@ def keep_batch(batch):
     return batch
 
 
-def clip_batch_size(batch_size: int, n: int) -> int:
-    """batch_size, or n (full batch) with a logged warning when it is larger."""
-    if batch_size > n:
-        log.warning("batch_size %d is larger than n=%d; using %d (full batch)", batch_size, n, n)
-        return n
-    return batch_size
-
-
 def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, g: torch.Generator, warn: bool = True) -> DataLoader:
     """A DataLoader reshuffled every epoch by `g`, batch_size clipped to n (with a warning if `warn`)."""
     batch_size = clip_batch_size(batch_size, len(x)) if warn else min(batch_size, len(x))
@@ -99,8 +87,10 @@ def loader_epoch(model: nn.Module, loader: DataLoader, loss_fn, optimizer, devic
     return total
 
 
-def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
-    """Args:
+def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
+    """Fit `nn.Sequential(nn.Linear(d, 1))` by minibatch SGD over a shuffling `DataLoader` of a `Dataset`.
+
+    Args:
         progress: called with the rows of each row group as it is read (streamed data only).
     """
     g = seeded_generator(data.spec.seed)
@@ -108,9 +98,10 @@ def fit(data, spec: SolverSpec, progress: Callable[[int], None] | None = None) -
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
     model.train()
-    if not isinstance(data, Dataset):
+    arrays = data.arrays()
+    if arrays is None:
         return _fit_streamed(data, spec, g, model, loss_fn, optimizer, progress)
-    x, y = as_tensors(data, spec.device)
+    x, y = as_tensors(*arrays, spec.device)
     loader = make_loader(x, y, spec.batch_size, g)
     history = []
     with Stopwatch(spec.device) as clock:

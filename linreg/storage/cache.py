@@ -1,0 +1,74 @@
+"""The data root's layout and its cache policy: one dataset file per spec, reused only once it checks out."""
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Callable
+
+from linreg.data import iter_dataset_chunks
+from linreg.specs import DataSpec
+from linreg.storage.atomic import sha256_file
+from linreg.storage.parquet import DatasetError, DatasetRef, dataset_bytes, load_dataset, write_dataset_chunks
+from linreg.storage.source import DEFAULT_MEMORY_BUDGET, open_source
+
+log = logging.getLogger("linreg.storage")
+
+
+def spec_digest(spec: DataSpec) -> str:
+    """A short stable name for a spec: the same spec always maps to the same file."""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+
+
+def dataset_path(root: Path, spec: DataSpec) -> Path:
+    return Path(root) / "datasets" / f"linreg-{spec_digest(spec)}.parquet"
+
+
+def run_dir(root: Path, run_id: str) -> Path:
+    """Where one run's summary and plots go."""
+    return Path(root) / "runs" / run_id
+
+
+def existing_dataset(path: Path, spec: DataSpec, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DatasetRef | None:
+    """Return a reference to a valid dataset already at `path` for `spec`, else None.
+
+    Every value is checked: in one read within the memory budget, else one row group at a time.
+
+    Raises:
+        DatasetError: a file is there but is damaged or holds another spec.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if dataset_bytes(spec) <= memory_budget:
+        return DatasetRef(path=str(path), sha256=load_dataset(path, spec, None)[1], spec=spec)
+    ref = DatasetRef(path=str(path), sha256=sha256_file(path), spec=spec)
+    open_source(path, spec).check_values()
+    return ref
+
+
+def ensure_dataset(
+    spec: DataSpec, root: Path, progress: Callable[[int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[DatasetRef, bool]:
+    """Return a reference to the dataset for `spec` under `root`, generating it if needed.
+
+    The file's name is derived from the spec, so the same spec reuses the same
+    file. A file that is there but fails its checks is regenerated once, never
+    used. Generation streams chunks into row groups: memory stays flat in n.
+
+    Args:
+        progress: called with rows written, as generation goes.
+        memory_budget: bytes of x and y a reuse check may hold at once.
+
+    Returns:
+        (reference, reused): reused is False when the file was (re)written.
+    """
+    path = dataset_path(Path(root).resolve(), spec)  # absolute: workers may run elsewhere
+    try:
+        ref = existing_dataset(path, spec, memory_budget)
+    except DatasetError as exc:
+        log.warning("regenerating damaged cached dataset: %s", exc)
+        ref = None
+    if ref is not None:
+        return ref, True
+    return write_dataset_chunks(spec, iter_dataset_chunks(spec), path, progress), False
