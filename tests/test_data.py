@@ -27,8 +27,8 @@ def test_default_spec_is_bit_identical_to_the_tutorial(tutorial_data):
 
 def test_first_row_matches_the_tutorial_print(tutorial_data):
     # The tutorial prints: First item in train_data: (tensor([0.4967]), tensor([2.1334]))
-    assert round(tutorial_data.x[0, 0], 4) == 0.4967
-    assert round(tutorial_data.y[0], 4) == 2.1334
+    assert tutorial_data.x[0, 0] == pytest.approx(0.4967, abs=5e-5)  # printed to 4 decimals
+    assert tutorial_data.y[0] == pytest.approx(2.1334, abs=5e-5)
 
 
 def test_stream_after_data_continues_the_tutorial_stream():

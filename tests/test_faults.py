@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +19,14 @@ from linreg.solvers import SOLVERS
 from linreg.solvers.closed_form import design_matrix
 from linreg.specs import DataSpec
 from linreg.storage import DatasetRef, read_dataset, sha256_file
+from procs import kill_group
+
+pytestmark = pytest.mark.faults
 
 LINREG = [sys.executable, "-m", "flows.cli"]
 ROOT = Path(__file__).resolve().parents[1]
+# Written by the training subflow as it begins: training has started (the dataset is written).
+TRAINING_STARTED = "for flow 'linreg-train'"
 
 
 def _env(prefect_home: Path) -> dict:
@@ -29,10 +35,42 @@ def _env(prefect_home: Path) -> dict:
     return env
 
 
-def _start(args, tmp_path, log_name):
-    log = open(tmp_path / log_name, "w")
-    return subprocess.Popen([*LINREG, "run", *args], cwd=tmp_path, env=_env(tmp_path / "prefect"),
-                            stdout=log, stderr=subprocess.STDOUT), log
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal gives it. A test run in the background of a shell
+    without job control inherits SIGINT ignored, and Python would then keep ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def start_cli(tmp_path, migrated_prefect_home):
+    """Start `linreg run ARGS` in a session of its own, output to a file; kill every group left at teardown."""
+    started = []
+    home = migrated_prefect_home(tmp_path / "prefect")
+
+    def start(args, log_name):
+        log = open(tmp_path / log_name, "w")
+        proc = subprocess.Popen([*LINREG, "run", *args], cwd=tmp_path, env=_env(home), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in started:
+        kill_group(proc)
+        log.close()
+
+
+def _tail(path: Path) -> str:
+    return path.read_text()[-3000:]
+
+
+def _exit_code(proc, timeout, what, log: Path) -> int:
+    """Wait for `proc`; on a timeout fail saying what hung, with its log (teardown kills it)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} did not exit within {timeout} s; its log {log} ends:\n{_tail(log)}")
 
 
 def _assert_nothing_partial(out: Path):
@@ -44,43 +82,55 @@ def _assert_nothing_partial(out: Path):
         assert json.loads(summary.read_text())["results"]
 
 
-def _wait_for(predicate, timeout, what):
+def _wait_for(predicate, timeout, what, log: Path, proc):
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        assert proc.poll() is None, f"the run exited ({proc.returncode}) while waiting for {what}:\n{_tail(log)}"
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}:\n{_tail(log)}"
         time.sleep(0.05)
 
 
+@pytest.mark.timeout(900)  # above the waits below and the migrated home's set-up, so that theirs say what hung
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_killed_run_leaves_no_partial_file_and_the_next_run_works(tmp_path, signum):
+def test_a_killed_run_leaves_no_partial_file_and_the_next_run_works(tmp_path, start_cli, signum):
     out = tmp_path / "out"
-    args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_dataloader", "--epochs", "400"]
-    proc, log = _start(args, tmp_path, "killed.log")
-    # Kill while training runs: the dataset is written, the summary not yet. The generous
-    # limits cover a loaded 2-core machine, where start-up alone has taken over a minute.
-    _wait_for(lambda: list((out / "datasets").glob("*.parquet")) if (out / "datasets").exists() else False,
-              240, "the dataset file")
+    # torch_dataloader's 2000 epochs take 10-25 s here (11 ms each), against the 50 ms between
+    # seeing training start and the signal: the signal lands mid-training on any machine.
+    # Not minutes: an interrupted run lets the fits that are running finish before it exits.
+    args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_dataloader", "--epochs", "2000"]
+    killed_log = tmp_path / "killed.log"
+    proc = start_cli(args, killed_log.name)
+    # The generous limits cover a loaded 2-core machine, where start-up alone has taken over a minute.
+    _wait_for(lambda: list(out.glob("datasets/*.parquet")) and TRAINING_STARTED in killed_log.read_text(),
+              240, "the dataset file and the start of training", killed_log, proc)
     proc.send_signal(signum)
-    assert proc.wait(timeout=240) == 130
-    log.close()
-    assert "interrupted" in (tmp_path / "killed.log").read_text()
+    assert "train-torch_dataloader' - Finished" not in killed_log.read_text(), "training ended before the signal"
+    code = _exit_code(proc, 240, f"the run signalled with {signum.name} during training", killed_log)
+    assert code == 130, f"exit {code}, not 130 (interrupted):\n{_tail(killed_log)}"
+    text = killed_log.read_text()
+    assert "interrupted (" in text and "no partial files were kept" in text
+    # The proof that the signal landed mid-run: the training subflow itself ended Crashed, not Completed.
+    training = re.search(r"Beginning subflow run '([^']+)' " + TRAINING_STARTED, text).group(1)
+    assert f"Flow run '{training}' - Finished in state Crashed(" in text, _tail(killed_log)
     _assert_nothing_partial(out)
     assert not list(out.rglob("summary.json")), "the interrupted run must not publish a summary"
 
-    again, log = _start(args[:4], tmp_path, "again.log")
-    assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-2000:]
-    log.close()
+    again_log = tmp_path / "again.log"
+    again = start_cli(args[:4], again_log.name)
+    code = _exit_code(again, 300, "the run after the interrupted one", again_log)
+    assert code == 0, _tail(again_log)
     assert len(list(out.rglob("summary.json"))) == 1
     _assert_nothing_partial(out)
 
 
-def test_two_concurrent_runs_share_the_dataset_and_both_succeed(tmp_path):
+def test_two_concurrent_runs_share_the_dataset_and_both_succeed(tmp_path, start_cli):
     out = tmp_path / "out"
     args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_module", "--epochs", "200"]
-    procs = [_start(args, tmp_path, f"run{i}.log") for i in range(2)]
-    for i, (proc, log) in enumerate(procs):
-        assert proc.wait(timeout=300) == 0, (tmp_path / f"run{i}.log").read_text()[-2000:]
-        log.close()
+    procs = [start_cli(args, f"run{i}.log") for i in range(2)]
+    for i, proc in enumerate(procs):
+        log = tmp_path / f"run{i}.log"
+        code = _exit_code(proc, 300, f"concurrent run {i}", log)
+        assert code == 0, _tail(log)
     assert len(list((out / "datasets").glob("*.parquet"))) == 1
     runs = sorted((out / "runs").iterdir())
     assert len(runs) == 2

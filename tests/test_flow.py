@@ -44,14 +44,21 @@ def artifacts_of(flow_run_id):
 
 
 def task_runs_of(flow_run_id, expected: int, timeout: float = 15.0):
-    """Task runs reach the API through events, so poll until all have arrived."""
+    """Task runs reach the API through events, so poll until all have arrived.
+
+    Fails, naming what did arrive, if fewer than `expected` have by `timeout`:
+    a partial list would only make the caller's check fail further from the cause.
+    """
     deadline = time.monotonic() + timeout
     while True:
         with get_client(sync_client=True) as client:
             ids = runs_under(client, flow_run_id)
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        if len(runs) >= expected or time.monotonic() > deadline:
+        if len(runs) >= expected:
             return runs
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {len(runs)} of {expected} task runs of flow run {flow_run_id} reached the API "
+                        f"within {timeout:g} s: {sorted(r.name for r in runs)}")
         time.sleep(0.25)
 
 
@@ -102,9 +109,17 @@ def test_training_tasks_are_tagged_and_named(default_run):
     _, state, _ = default_run
     runs = task_runs_of(state.state_details.flow_run_id, expected=len(SOLVERS) + 3)
     tags = {r.name: set(r.tags) for r in runs if r.name.startswith("train-")}
-    assert tags == {
-        f"train-{name}": ({"torch"} if info.uses_torch else set()) for name, info in SOLVERS.items()
-    }  # no "cuda": the device resolved to CPU
+    # One task per solver, named after it; no tag at all: the device resolved to CPU,
+    # and a tag would cost each task a concurrency-slot request.
+    assert tags == {f"train-{name}": set() for name in SOLVERS}
+
+
+def test_only_torch_tasks_bound_for_a_gpu_are_tagged_cuda():
+    from tasks.train import routing_tags
+
+    for name, info in SOLVERS.items():
+        assert routing_tags(name, "cuda:0") == ({"cuda"} if info.uses_torch else set()), name
+        assert routing_tags(name, "cpu") == set(), name
 
 
 def test_same_spec_reuses_the_dataset_file(prefect_server, tmp_path, caplog):
@@ -119,7 +134,7 @@ def test_same_spec_reuses_the_dataset_file(prefect_server, tmp_path, caplog):
     assert second.run_id != first.run_id
 
 
-def _exploding_fit(data, spec):
+def _exploding_fit(data, spec, progress=None):
     raise RuntimeError("injected failure")
 
 
@@ -184,11 +199,11 @@ def flaky_storage(monkeypatch):
 
     real, calls = tasks.dataset.ensure_dataset, []
 
-    def flaky(spec, root, progress=None):
+    def flaky(spec, root, *args, **kwargs):
         calls.append(spec)
         if len(calls) == 1:
             raise OSError(5, "Input/output error")
-        return real(spec, root, progress)
+        return real(spec, root, *args, **kwargs)
 
     monkeypatch.setattr(tasks.dataset, "ensure_dataset", flaky)
     monkeypatch.setattr(tasks.dataset.prepare_dataset, "retry_delay_seconds", 0)
@@ -207,7 +222,7 @@ def test_a_damaged_file_is_not_retried(prefect_server, tmp_path, monkeypatch):
 
     calls = []
 
-    def damaged(spec, root, progress=None):
+    def damaged(spec, root, *args, **kwargs):
         calls.append(spec)
         raise DatasetError(root / "x.parquet", "sha256 mismatch")
 
@@ -217,7 +232,29 @@ def test_a_damaged_file_is_not_retried(prefect_server, tmp_path, monkeypatch):
     assert "x.parquet: sha256 mismatch" in str(state.result(raise_on_failure=False))
 
 
-def test_training_never_retries():
-    from tasks.train import train_solver
+@pytest.fixture
+def fails_once_solver(monkeypatch):
+    """A test-only solver that raises on its first call and fits on any later one: a retry would hide the failure."""
+    calls = []
 
-    assert train_solver.retries == 0
+    def fit(data, spec, progress=None):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise RuntimeError("injected first-call failure")
+        return SOLVERS["closed_form"].fit(data, SOLVERS["closed_form"].defaults)
+
+    module = types.ModuleType("linreg_test_fails_once")
+    module.fit = fit
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(SOLVERS, "fails_once", SolverInfo("fails_once", module.__name__, SolverSpec(), False))
+    return calls
+
+
+def test_a_training_task_that_raises_is_not_retried(prefect_server, tmp_path, fails_once_solver):
+    state = linreg_flow(small_run(tmp_path, solvers=["closed_form", "fails_once"]), return_state=True)
+    assert len(fails_once_solver) == 1, "the failed fit was run again"
+    assert state.is_failed() and state.message == "1 of 2 solvers ok; 1 failed (fails_once)"
+    statuses = {r.solver: (r.status, r.message) for r in state.result(raise_on_failure=False).results}
+    assert statuses == {
+        "closed_form": ("ok", None), "fails_once": ("failed", "RuntimeError: injected first-call failure"),
+    }

@@ -181,8 +181,22 @@ def test_chunked_writes_make_one_row_group_per_chunk_and_hash_while_writing(tmp_
     assert_array_equal(read_dataset(ref).y, make_dataset(spec).y)
 
 
-def test_cache_reuse_over_the_budget_checks_every_value(tmp_path, monkeypatch):
-    monkeypatch.setenv("LINREG_MEMORY_BUDGET", "100")
-    ref, _ = ensure_dataset(SPEC, tmp_path)
-    again, reused = ensure_dataset(SPEC, tmp_path)
+@pytest.mark.parametrize("row", [0, 40, SPEC.n - 1], ids=["first-row-group", "middle-row-group", "last-row"])
+def test_cache_reuse_over_the_budget_checks_every_value(tmp_path, caplog, row):
+    budget = 100  # bytes: the 64-row file's x and y (1.5 kB) are checked one row group at a time
+    ref, _ = ensure_dataset(SPEC, tmp_path, memory_budget=budget)
+    again, reused = ensure_dataset(SPEC, tmp_path, memory_budget=budget)
     assert reused and again == ref
+    # The same file, cut into four row groups, with one NaN planted: digest and layout still
+    # check out, so only reading every value, chunk by chunk, can find it.
+    table = pq.read_table(ref.path)
+    y = table.column("y").to_numpy().copy()
+    y[row] = np.nan
+    poisoned = table.set_column(2, "y", pa.array(y)).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(poisoned, ref.path, row_group_size=16)
+    assert pq.ParquetFile(ref.path).metadata.num_row_groups == 4
+    fixed, reused = ensure_dataset(SPEC, tmp_path, memory_budget=budget)
+    assert not reused, "a cached file with a NaN in it was reused"
+    assert "regenerating damaged cached dataset" in caplog.text and "contains NaN or infinite values" in caplog.text
+    assert fixed == ref  # regenerated: the same bytes as the first write
+    assert_array_equal(read_dataset(fixed).y, make_dataset(SPEC).y)

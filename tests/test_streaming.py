@@ -115,7 +115,7 @@ def test_progress_is_for_streaming_only(in_memory):
 def test_moments_merge_in_any_split_matches_one_pass():
     data = make_dataset(DataSpec(n=1001, weights=[1.0, -2.0, 0.5], bias=3.0, seed=2))
     whole = Moments.of_chunk(data.x, data.y)
-    for sizes in ([1001], [1, 1000], [500, 1, 500], [7] * 143):
+    for sizes in ([1001], [1, 1000], [500, 1, 500], [7] * 143, [1] * 1001):
         edges = np.cumsum([0, *sizes])
         merged = accumulate(((data.x[a:b], data.y[a:b]) for a, b in zip(edges, edges[1:])), 3)
         assert merged.n == 1001
@@ -126,14 +126,39 @@ def test_moments_merge_in_any_split_matches_one_pass():
     assert Moments.empty(3).merge(whole) is whole and whole.merge(Moments.empty(3)) is whole
 
 
-def test_moments_of_a_chunk_far_from_the_origin_take_the_second_pass():
-    data = make_dataset(DataSpec(n=2000, weights=[1.0], bias=1e7, seed=8))
+@pytest.mark.parametrize("weights", [[1.0], [1.0, 2.0]], ids=["one-column", "two-columns"])  # two raw-sum paths
+def test_moments_far_from_the_origin_take_the_second_pass(weights, monkeypatch):
+    from linreg import moments as moments_module
+
+    data = make_dataset(DataSpec(n=2000, weights=weights, bias=1e7, seed=8))
     x = data.x + 1e7  # raw sums of squares would cancel every digit of the spread
-    moments = Moments.of_chunk(x, data.y)
-    xc, yc = x[:, 0] - x[:, 0].mean(), data.y - data.y.mean()
-    assert moments.sxx[0, 0] == pytest.approx(xc @ xc, rel=1e-9)
-    assert moments.syy == pytest.approx(yc @ yc, rel=1e-9)
-    assert moments.sxy[0] == pytest.approx(xc @ yc, rel=1e-9)
+    second_passes = []
+    real_second_pass = moments_module.centred_products
+
+    def counted_second_pass(*args):
+        second_passes.append(len(args[1]))
+        return real_second_pass(*args)
+
+    monkeypatch.setattr(moments_module, "centred_products", counted_second_pass)
+    one_chunk = Moments.of_chunk(x, data.y)
+    assert second_passes == [2000]
+    # Streamed as 50 row groups: each takes the second pass, and merging keeps every digit.
+    merged = accumulate(zip(np.array_split(x, 50), np.array_split(data.y, 50)), len(weights))
+    assert len(second_passes) == 51
+    xc, yc = x - x.mean(axis=0), data.y - data.y.mean()
+    for moments in (one_chunk, merged):
+        # Relative to the matrix's norm: merging means of 1e7 rounds each by ~1e-9, an error
+        # the size of sxx's diagonal times 1e-11, which is 1e-9 of the small off-diagonal.
+        # Raw sums would be off by 1e-2 of the norm.
+        assert np.linalg.norm(moments.sxx - xc.T @ xc) <= 1e-9 * np.linalg.norm(xc.T @ xc)
+        assert np.linalg.norm(moments.sxy - xc.T @ yc) <= 1e-9 * np.linalg.norm(xc.T @ yc)
+        assert moments.syy == pytest.approx(yc @ yc, rel=1e-9)
+    # The slopes do not depend on the shift: both paths give the well-conditioned unshifted fit's.
+    closed_form = SOLVERS["closed_form"]
+    unshifted = closed_form.fit(data, closed_form.defaults).coef
+    shifted = closed_form.fit(type(data)(x=x, y=data.y, spec=data.spec), closed_form.defaults).coef
+    assert_allclose(shifted, unshifted, rtol=1e-9)
+    assert_allclose(merged.solve()[0], unshifted, rtol=1e-9)
 
 
 @pytest.mark.flow
