@@ -12,8 +12,10 @@ in-process share one server), in turns (A B C A B C ...):
   the default before it was measured.
 
 Two cores can do no better than max(longest fit, sum of fits / cores), both
-taken from the standalone fits of the same round. The target is a training
-wall within 1.25x that bound.
+taken from the standalone fits of the same round. A full server runs services
+that the embedded API leaves off, which compete for the two cores; the target
+(training within 1.25x that bound) is checked on the default run itself, from
+`linreg run`'s summary, in section "prefect_overhead".
 """
 
 import os
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from bench.harness import BenchConfig, Row, interleave
 
-TARGET = 1 / 1.25
+TARGET = 1 / 1.25  # checked in bench.prefect_overhead, on `linreg run` itself
 
 
 def standalone_fits(data, run) -> dict[str, float]:
@@ -72,17 +74,22 @@ def measure(config: BenchConfig, scratch: Path) -> list[Row]:
         reps=config.reps, warmup=1,
     )
     fits = t["standalone"].result
-    bound = max(max(fits.values()), sum(fits.values()) / cores)
-    longest = max(fits, key=fits.get)
-    note = (f"bound {bound:.2f} s = max(longest fit {fits[longest]:.2f} s ({longest}), "
-            f"sum {sum(fits.values()):.2f} s / {cores} cores), from the standalone fits of the last round")
+    value, note = bound(fits)
     rows = []
-    for key, label in (("default", "training subflow, default runner"),
-                       ("per_solver", "training subflow, a thread per solver")):
+    for key, label in (("default", "training subflow, default runner, on a running server"),
+                       ("per_solver", "training subflow, a thread per solver, on a running server")):
         rows.append(Row(
             section="runners", case=label, baseline="bound from standalone fits", n=spec.data.n, d=1,
-            reps=len(t[key].seconds), ours_s=t[key].median, baseline_s=bound,
-            target=TARGET if key == "default" else None, note=note if key == "default" else "",
-            extra={"wall_s": t[key].seconds, "standalone_fit_s": fits, "cores": cores},
+            reps=len(t[key].seconds), ours_s=t[key].median, baseline_s=value, note=note if key == "default" else "",
+            extra={"wall_s": t[key].seconds, "standalone_fit_s": fits, "cores": len(os.sched_getaffinity(0))},
         ))
     return rows
+
+
+def bound(fits: dict[str, float]) -> tuple[float, str]:
+    """max(longest fit, sum of fits / cores), and a note that shows the sum."""
+    cores = len(os.sched_getaffinity(0))
+    longest = max(fits, key=fits.get)
+    value = max(fits[longest], sum(fits.values()) / cores)
+    return value, (f"bound {value:.2f} s = max(longest fit {fits[longest]:.2f} s ({longest}), "
+                   f"sum {sum(fits.values()):.2f} s / {cores} cores), from standalone fits timed in turn with it")

@@ -5,10 +5,13 @@ dataset. The two sides do not compute the same things (the pipeline trains
 every solver, concurrently, then evaluates and publishes), so there is no
 agreement column.
 
-Three whole processes take turns (A B C A B C ...): the tutorial script,
+Three whole processes take turns (A B C D A B C D ...): the tutorial script,
 `linreg run` on Prefect's embedded default (a temporary local API that each
 process starts), and `linreg run` against a Prefect server that is already
-running (started once here, on a free loopback port, with its own PREFECT_HOME).
+running (started once here, on a free loopback port, with its own PREFECT_HOME);
+the fourth turn fits every solver in this process, one after another, for the
+bound the embedded runs' training (`training_seconds` in their summaries) is
+held to: max(longest fit, sum of fits / cores).
 
 For each `linreg run` the overhead is its wall time minus the compute of its
 tasks, as the run itself reports it (the sum of every solver's `seconds`, read
@@ -20,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.default_run import TARGET, bound, standalone_fits
 from bench.harness import BenchConfig, Row, interleave
 
 SCRIPT = Path(__file__).with_name("tutorial_reference.py")
@@ -156,16 +161,19 @@ def run(config: BenchConfig) -> list[Row]:
                     if mode == "embedded" else {"PREFECT_API_URL": url}
                 run_quietly(linreg_command(config, str(out)), env)
 
+            data, spec = standalone_data(config)
             warmup = 0 if config.quick else 1
             t = interleave(
                 {
                     "tutorial": lambda: run_quietly(tutorial_command(config)),
                     "embedded": lambda: linreg("embedded"),
                     "server": lambda: linreg("server"),
+                    "standalone": lambda: standalone_fits(data, spec),
                 },
                 reps=min(config.reps, 2), warmup=warmup,
             )
         compute = {mode: sorted(task_compute(out) for out in paths[warmup:]) for mode, paths in outs.items()}
+        training = [training_seconds(out) for out in outs["embedded"][warmup:]]
 
     n = 200 if config.quick else 1000
     rows = []
@@ -180,4 +188,27 @@ def run(config: BenchConfig) -> list[Row]:
                   f"(task compute {median_compute:.2f} s, summed over solvers)"),
             extra={"wall_s": t[mode].seconds, "task_compute_s": compute[mode]},
         ))
+    value, note = bound(t["standalone"].result)
+    rows.append(Row(
+        section="prefect_overhead", case="training of the default run (`linreg run`, embedded)",
+        baseline="bound from standalone fits", n=n, d=1, reps=len(training),
+        ours_s=statistics.median(training), baseline_s=value, target=TARGET, note=note,
+        extra={"training_s": training, "standalone_fit_s": t["standalone"].result},
+    ))
     return rows
+
+
+def training_seconds(out: Path) -> float:
+    """The training step's wall time, as the one run under `out` recorded it."""
+    (summary,) = out.glob("runs/*/summary.json")
+    return json.loads(summary.read_text())["training_seconds"]
+
+
+def standalone_data(config: BenchConfig):
+    """The default run's data and spec, in memory, for the standalone fits."""
+    from linreg.data import make_dataset
+    from linreg.specs import RunSpec
+
+    extra = {"epochs": config.epochs} if config.epochs else {}
+    spec = RunSpec(data={"n": 200 if config.quick else 1000}, defaults=extra, device="cpu")
+    return make_dataset(spec.data), spec

@@ -1,6 +1,7 @@
 """The pipeline: generate, persist, train in parallel, evaluate, publish."""
 
 from datetime import datetime, timezone
+from time import perf_counter
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -49,9 +50,11 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     device = planned_device(run.device, fits_run_here=run.runner != "dask")
     ref = prepare_dataset(run.data, run.output_dir)
 
+    started = perf_counter()
     fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device)
+    training_seconds = perf_counter() - started
 
-    summary = evaluate_fits(ref, fits, run_id)
+    summary = evaluate_fits(ref, fits, run_id, training_seconds)
     publish_run(summary, fits, ref, run.output_dir)
 
     succeeded, message = outcome(summary)

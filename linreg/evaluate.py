@@ -72,6 +72,7 @@ class RunSummary(BaseModel):
     dataset: DatasetInfo
     results: list[SolverReport]
     inference: list[Interval]
+    training_seconds: float | None = None  # wall time of the whole training step, all solvers together
 
     def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
@@ -138,10 +139,15 @@ def closed_form_inference(moments: Moments, spec: DataSpec, level: float = 0.95)
     ]
 
 
-def summarize(run_id: str, ref: DatasetRef, data, fits: list[FitResult]) -> RunSummary:
+def summarize(
+    run_id: str, ref: DatasetRef, data, fits: list[FitResult], training_seconds: float | None = None
+) -> RunSummary:
     """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
 
     The closed form, when it succeeded, is the reference for the distances.
+
+    Args:
+        training_seconds: wall time of the training step, when the caller measured it.
     """
     moments = accumulate(data.iter_chunks(), ref.spec.d)
     reference = next((f for f in fits if f.solver == REFERENCE and f.status == Status.OK), None)
@@ -150,4 +156,5 @@ def summarize(run_id: str, ref: DatasetRef, data, fits: list[FitResult]) -> RunS
         dataset=DatasetInfo.from_ref(ref),
         results=[evaluate_fit(moments, ref.spec, fit, reference) for fit in fits],
         inference=closed_form_inference(moments, ref.spec),
+        training_seconds=training_seconds,
     )

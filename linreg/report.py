@@ -75,6 +75,8 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes]) -> str:
         f"Dataset: `{ds.path}`  \nsha256: `{ds.sha256}`  \n"
         f"n={ds.n}, d={ds.d}, true weights={ds.weights}, true bias={ds.bias}, noise={ds.noise}, seed={ds.seed}",
         "## Results",
+        *([f"Training took {summary.training_seconds:.2f} s of wall time for "
+           f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
         _markdown_table(summary_rows(summary), ["solver", "status", "bias", "weights", "distance_to_closed_form",
                                                 "mse", "r2", "epochs", "seconds", "message"]),
         "## Closed-form inference (95% confidence intervals)",

@@ -10,6 +10,8 @@ from tasks.dataset import memory_budget
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)  # its inputs hold arrays, which hash unstably
-def evaluate_fits(ref: DatasetRef, fits: list[FitResult], run_id: str) -> RunSummary:
+def evaluate_fits(
+    ref: DatasetRef, fits: list[FitResult], run_id: str, training_seconds: float | None = None
+) -> RunSummary:
     """One pass over the data (streamed when it exceeds the memory budget) scores every fit."""
-    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits)
+    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits, training_seconds)

@@ -76,6 +76,14 @@ def test_run_completes_with_every_solver(default_run):
     assert all(r.status == "ok" and r.epochs == (0 if r.solver == "closed_form" else 50) for r in summary.results)
 
 
+def test_run_records_the_wall_time_of_its_training(default_run):
+    _, state, summary = default_run
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    # Every fit ran inside the training step, and the step inside the flow run.
+    assert max(r.seconds for r in summary.results) <= summary.training_seconds <= flow_run.total_run_time.total_seconds()
+
+
 def test_run_folder_holds_summary_csv_and_plots(default_run):
     run, _, summary = default_run
     folder = run.output_dir / "runs" / summary.run_id
