@@ -18,6 +18,7 @@ from flows.local_api import TemporaryAPI, TemporaryAPIError, drain_prefect_worke
 from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
 from linreg.specs import RunSpec
+from tasks.interrupt import STOP
 
 # pydantic location -> the option a user typed
 OPTIONS = {
@@ -110,6 +111,7 @@ def describe(exc: ValidationError) -> str:
 
 
 def _interrupt(signum, frame):
+    STOP.set()  # fits running in the pool's threads stop at their next epoch
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -192,8 +194,10 @@ def _run_flow(spec: RunSpec):
 
 def run(spec: RunSpec) -> int:
     # SIGTERM unwinds like Ctrl-C: every pending write finishes or removes its temporary file,
-    # and the temporary API is stopped.
+    # running fits stop at their next epoch, and the temporary API is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         state = _run_flow(spec)
     except TemporaryAPIError as exc:

@@ -12,6 +12,7 @@ from linreg.solvers import SOLVERS, FitResult
 from linreg.solvers.base import SolverSpec, failed_result
 from linreg.storage import DatasetRef, open_dataset
 from tasks.dataset import memory_budget
+from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
 
 
@@ -42,7 +43,7 @@ def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec) -> FitResult:
     data = open_dataset(ref, memory_budget())  # in memory within the budget, else streamed one row group at a time
     key = f"linreg-train-{solver.replace('_', '-')}-progress"
     with rows_progress(info.rows_streamed(data, spec), f"{solver}: rows streamed", key=key) as progress:
-        fit = info.fit(data, spec, progress=progress)
+        fit = info.fit(data, spec, progress=interruptible(progress))
     return replace(fit, worker=dask_worker_address())
 
 

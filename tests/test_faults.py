@@ -96,7 +96,7 @@ def test_a_killed_run_leaves_no_partial_file_and_the_next_run_works(tmp_path, st
     out = tmp_path / "out"
     # torch_dataloader's 2000 epochs take 10-25 s here (11 ms each), against the 50 ms between
     # seeing training start and the signal: the signal lands mid-training on any machine.
-    # Not minutes: an interrupted run lets the fits that are running finish before it exits.
+    # Not minutes: the run that follows trains as long.
     args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_dataloader", "--epochs", "2000"]
     killed_log = tmp_path / "killed.log"
     proc = start_cli(args, killed_log.name)

@@ -60,9 +60,10 @@ def test_an_api_that_does_not_start_in_time_is_stopped(tmp_path):
     assert not (tmp_path / "out" / "runs").exists()
 
 
-def test_an_interrupted_run_leaves_no_process_behind(tmp_path, migrated_prefect_home):
+def test_an_interrupted_run_stops_its_fits_and_leaves_no_process_behind(tmp_path, migrated_prefect_home):
+    """Ten million epochs would train for days: the run ends within the timeout only if its fits stop."""
     out = tmp_path / "out"
-    args = ["--output-dir", str(out), "--solvers", "closed_form,torch_dataloader", "--epochs", "2000"]
+    args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_dataloader", "--epochs", "10000000"]
     result = watched(tmp_path, "interrupted", args, env_for(migrated_prefect_home(tmp_path / "home")),
                      signal_after=out / "datasets")
     assert result["signalled"], "the run ended before the signal: " + result["output"][-3000:]

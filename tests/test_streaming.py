@@ -112,6 +112,30 @@ def test_progress_is_for_streaming_only(in_memory):
     assert info.rows_streamed(in_memory, info.defaults) == 0
 
 
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_in_memory_fits_report_each_epoch_and_stop_when_progress_raises(name, in_memory):
+    """The pipeline's Ctrl-C: its callback raises, and a fit in a pool thread stops at its next epoch."""
+    info = SOLVERS[name]
+    spec = info.defaults.model_copy(update={"epochs": 5})
+    seen = []
+    assert info.fit(in_memory, spec, progress=seen.append).status == OK
+    assert seen == [in_memory.n] * (5 if info.iterative else 1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_the_second(rows):
+        seen.append(rows)
+        if len(seen) == 2:
+            raise Stop
+
+    seen.clear()
+    if info.iterative:
+        with pytest.raises(Stop):
+            info.fit(in_memory, spec, progress=stop_at_the_second)
+        assert len(seen) == 2
+
+
 def test_moments_merge_in_any_split_matches_one_pass():
     data = make_dataset(DataSpec(n=1001, weights=[1.0, -2.0, 0.5], bias=3.0, seed=2))
     whole = Moments.of_chunk(data.x, data.y)

@@ -83,7 +83,7 @@ def full_batch(
         loss_of: (x (k, d), y (k, 1)) tensors -> mean loss.
         zero_grad: clears the parameters' gradients.
         step: updates the parameters from their gradients.
-        progress: called with rows read (streamed data only).
+        progress: called with the rows done: per chunk when streamed, per epoch in memory.
 
     Returns:
         (losses (epochs,) on the CPU, seconds of the loop).
@@ -102,6 +102,8 @@ def full_batch(
             loss.backward()
             step()
             history.append(loss.detach())  # stays on the device: no host sync per step
+            if progress:
+                progress(len(x))
     return torch.stack(history).cpu(), clock.seconds
 
 

@@ -43,13 +43,15 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     `spec` is unused: the closed form has no hyperparameters.
 
     Args:
-        progress: called with the rows of each chunk as it is summed (streamed data only).
+        progress: called with the rows done: per chunk as it is summed when streamed, once in memory.
     """
     start = perf_counter()
     arrays = data.arrays()
     if arrays is not None:
         solution = solve_centred(Moments.of_chunk(*arrays)) if data.n else None
         coef, intercept = solution if solution is not None else lstsq_fit(*arrays)
+        if progress:
+            progress(data.n)
     else:
         coef, intercept = accumulate(data.iter_chunks(), data.d, progress).solve()
     return FitResult(

@@ -19,7 +19,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit w and b by full-batch gradient descent with NumPy gradients, from the tutorial's initial draws.
 
     Args:
-        progress: called with the rows of each chunk as it is read (streamed data only).
+        progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     # The tutorial draws w, then b, from the data's own RandomState stream.
     rng = random_state_after_data(data.spec)
@@ -41,6 +41,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
             losses[t] = error @ error / n
             w = w - (2 * spec.lr / n) * (error @ x)
             b = b - (2 * spec.lr / n) * error.sum()
+            if progress:
+                progress(n)
     return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")
 
 

@@ -51,7 +51,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit [w, b] by minibatch SGD with hand-written gradients, reshuffled every epoch by a seeded Generator.
 
     Args:
-        progress: called with the rows of each row group as it is read (streamed data only).
+        progress: called with the rows done: per row group as it is read when streamed, per epoch in memory.
     """
     rng = np.random.default_rng(data.spec.seed)
     batch_size = clip_batch_size(spec.batch_size, data.n)
@@ -67,6 +67,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
         for t in range(spec.epochs):
             order = rng.permutation(data.n)
             losses[t] = sgd_epoch(design[order], y[order], theta, spec.lr, batch_size)
+            if progress:
+                progress(data.n)
     return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")
 
 

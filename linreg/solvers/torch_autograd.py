@@ -17,7 +17,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit b and w as leaf tensors: `loss.backward()`, then `b -= lr * b.grad` under `no_grad`.
 
     Args:
-        progress: called with the rows of each chunk as it is read (streamed data only).
+        progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     b, w = initial_bias_weights(seeded_generator(data.spec.seed), data.d, spec.device)
 

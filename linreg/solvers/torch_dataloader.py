@@ -91,7 +91,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit `nn.Sequential(nn.Linear(d, 1))` by minibatch SGD over a shuffling `DataLoader` of a `Dataset`.
 
     Args:
-        progress: called with the rows of each row group as it is read (streamed data only).
+        progress: called with the rows done: per row group as it is read when streamed, per epoch in memory.
     """
     g = seeded_generator(data.spec.seed)
     model = nn.Sequential(seeded_linear(data.d, g)).to(spec.device)
@@ -107,6 +107,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     with Stopwatch(spec.device) as clock:
         for _ in range(spec.epochs):
             history.append(loader_epoch(model, loader, loss_fn, optimizer, spec.device))
+            if progress:
+                progress(len(x))
     return _result(model, torch.stack(history).cpu() / len(x), clock.seconds, spec.device)
 
 

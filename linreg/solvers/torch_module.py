@@ -33,7 +33,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit a `LinearRegression` module with `nn.MSELoss` and `optim.SGD` over its parameters.
 
     Args:
-        progress: called with the rows of each chunk as it is read (streamed data only).
+        progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     model = LinearRegression(data.d, seeded_generator(data.spec.seed), TUTORIAL_POSITION).to(spec.device)
     loss_fn = nn.MSELoss(reduction="mean")

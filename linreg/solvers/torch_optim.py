@@ -19,7 +19,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit b and w as leaf tensors with `nn.MSELoss` and an `optim.SGD` over [b, w].
 
     Args:
-        progress: called with the rows of each chunk as it is read (streamed data only).
+        progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     b, w = initial_bias_weights(seeded_generator(data.spec.seed), data.d, spec.device, TUTORIAL_POSITION)
     loss_fn = nn.MSELoss(reduction="mean")

@@ -16,7 +16,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """Fit `nn.Sequential(nn.Linear(d, 1))`, initialised from the data's seed, with `nn.MSELoss` and `optim.SGD`.
 
     Args:
-        progress: called with the rows of each chunk as it is read (streamed data only).
+        progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     model = nn.Sequential(seeded_linear(data.d, seeded_generator(data.spec.seed))).to(spec.device)
     loss_fn = nn.MSELoss(reduction="mean")
