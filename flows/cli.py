@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from flows.local_api import TemporaryAPI, TemporaryAPIError, drain_prefect_worke
 from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
 from linreg.specs import RunSpec
-from tasks.interrupt import STOP
+from tasks.interrupt import STOP, raise_if_interrupted
 
 # pydantic location -> the option a user typed
 OPTIONS = {
@@ -110,9 +111,38 @@ def describe(exc: ValidationError) -> str:
     return f"{option}: {message}"
 
 
+# Seconds an interrupted run gets to unwind: record its state, stop the temporary API.
+GRACE_SECONDS = 30.0
+
+
+_deadline: threading.Timer | None = None
+_flow_started = False
+_signal_name = "SIGINT"
+
+
 def _interrupt(signum, frame):
-    STOP.set()  # fits running in the pool's threads stop at their next epoch
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    """First signal during the flow: ask it to stop at its next safe point (tasks.interrupt).
+    Before the flow starts, or on a second signal: raise KeyboardInterrupt at once."""
+    global _deadline, _signal_name
+    first = not STOP.is_set()
+    STOP.set()
+    if _deadline is None:
+        _deadline = threading.Timer(GRACE_SECONDS, _exit_now)
+        _deadline.daemon = True
+        _deadline.start()
+    _signal_name = signal.Signals(signum).name
+    if not (first and _flow_started):
+        raise KeyboardInterrupt(_signal_name)
+
+
+def _exit_now() -> None:
+    """The last resort after a signal, should unwinding wedge (a second signal raises
+    KeyboardInterrupt into arbitrary Prefect code, which once left a run waiting for
+    ever). Files are written atomically, and the temporary API dies with this process
+    (PR_SET_PDEATHSIG), so exiting is safe."""
+    print(f"linreg run: still stopping {GRACE_SECONDS:g} s after the signal; exiting now", file=sys.stderr, flush=True)
+    os._exit(130)
+
 
 
 def _run_settings(api_url: str | None):
@@ -184,12 +214,48 @@ def _run_flow(spec: RunSpec):
         url = api.wait_until_healthy() if api is not None else None
         from flows.linreg_flow import linreg_flow
 
+        raise_if_interrupted()  # a signal that came while the API started
         try:
-            with _run_settings(url):
-                return linreg_flow(spec, return_state=True)
+            return _in_flow_thread(lambda: _with_settings(url, lambda: linreg_flow(spec, return_state=True)))
         finally:
             if api is not None:
                 drain_prefect_workers()  # before the API stops
+
+
+def _with_settings(url: str | None, call):
+    with _run_settings(url):
+        return call()
+
+
+def _in_flow_thread(call):
+    """Run `call` in a thread of its own while the main thread only waits, and return its result.
+
+    In the main thread, Prefect's flow engine installs a SIGTERM handler that
+    raises TerminationSignal wherever the flow happens to be; raised into its
+    own code, such an exception once left a run waiting for ever. Off the main
+    thread Prefect installs none, so signals reach `_interrupt`, which asks the
+    run to stop at its next safe point (tasks.interrupt).
+    """
+    global _flow_started
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the main thread, re-raised there
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="linreg-flow", daemon=True)
+    _flow_started = True
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)  # short waits: the main thread handles signals between them
+    finally:
+        _flow_started = False
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def run(spec: RunSpec) -> int:
@@ -203,6 +269,8 @@ def run(spec: RunSpec) -> int:
     except TemporaryAPIError as exc:
         print(f"linreg run: {exc}", file=sys.stderr)
         return 1
+    if STOP.is_set():
+        raise KeyboardInterrupt(_signal_name)  # the flow stopped at a safe point, and says so
     from linreg.report import console_table  # deferred: start-up time (pyarrow, scipy)
     from linreg.storage import run_dir
 

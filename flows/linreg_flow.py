@@ -15,6 +15,7 @@ from linreg.specs import RunSpec
 from linreg.storage import DatasetRef
 from tasks.dataset import prepare_dataset
 from tasks.evaluate import evaluate_fits
+from tasks.interrupt import raise_if_interrupted
 from tasks.publish import publish_run
 from tasks.runners import costliest_first, intra_op_threads, set_torch_threads, task_runner_for
 from tasks.train import collect_fits, submit_training
@@ -34,7 +35,9 @@ def train_flow(ref: DatasetRef, run: RunSpec, device: str) -> list[FitResult]:
         name: submit_training(ref, name, run.solver_spec(name, device), dask=run.runner == "dask")
         for name in costliest_first(run)
     }
-    return collect_fits({name: futures[name] for name in run.solvers}, run.data.d, device)
+    fits = collect_fits({name: futures[name] for name in run.solvers}, run.data.d, device)
+    raise_if_interrupted()  # fits cut short by Ctrl-C are no results
+    return fits
 
 
 @flow(name="linreg", log_prints=True)
@@ -49,10 +52,12 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     run_id = new_run_id()
     device = planned_device(run.device, fits_run_here=run.runner != "dask")
     ref = prepare_dataset(run.data, run.output_dir)
+    raise_if_interrupted()
 
     started = perf_counter()
     fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device)
     training_seconds = perf_counter() - started
+    raise_if_interrupted()
 
     summary = evaluate_fits(ref, fits, run_id, training_seconds)
     publish_run(summary, fits, ref, run.output_dir)

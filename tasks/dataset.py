@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from linreg.specs import DataSpec
 from linreg.storage import DEFAULT_MEMORY_BUDGET, DatasetError, DatasetRef, ensure_dataset
+from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
 
 MEMORY_BUDGET_ENV = "LINREG_MEMORY_BUDGET"
@@ -38,6 +39,6 @@ def retry_on_io_error(task, task_run, state) -> bool:
 )
 def prepare_dataset(spec: DataSpec, root: Path) -> DatasetRef:
     with rows_progress(spec.n, "generating rows", key="linreg-generate-progress") as progress:
-        ref, reused = ensure_dataset(spec, root, progress, memory_budget())
+        ref, reused = ensure_dataset(spec, root, interruptible(progress), memory_budget())
     get_run_logger().info("%s dataset %s (sha256 %s)", "reused" if reused else "wrote", ref.path, ref.sha256[:12])
     return ref

@@ -8,7 +8,6 @@ reports what survived, and kills it.
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -79,3 +78,27 @@ def test_the_watcher_sees_an_orphaned_grandchild(tmp_path):
                tmp_path / "orphan", "the orphaning command", timeout=60)
     survivors = json.loads(report.read_text())["survivors"]
     assert [s["cmdline"] for s in survivors] == ["sleep 60"]
+
+
+def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
+    """The CLI's last resort: code that swallows the KeyboardInterrupt (as a wedged library
+    might) cannot keep an interrupted run alive past the grace period."""
+    script = "\n".join([
+        "import os, signal, sys, time",
+        "from flows import cli",
+        "cli.GRACE_SECONDS = 1.0",
+        "signal.signal(signal.SIGTERM, cli._interrupt)",
+        "sent = False",
+        "while True:",
+        "    try:",
+        "        if not sent:",
+        "            sent = True",
+        "            os.kill(os.getpid(), signal.SIGTERM)",
+        "        time.sleep(0.1)",
+        "    except KeyboardInterrupt:",
+        "        pass  # swallowed: only the deadline can end this",
+    ])
+    done = run_logged([sys.executable, "-c", script], tmp_path / "logs", "the wedged interrupted process",
+                      timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "still stopping 1 s after the signal; exiting now" in done.stderr
