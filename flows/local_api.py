@@ -39,6 +39,8 @@ from pathlib import Path
 DEFAULT_STARTUP_TIMEOUT = 120.0
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 _PR_SET_PDEATHSIG = 1
+UVICORN_STARTUP_FAILED = 3  # uvicorn's exit status when the app's lifespan start-up fails
+MAX_RESTARTS = 5
 
 
 class TemporaryAPIError(RuntimeError):
@@ -111,7 +113,17 @@ class TemporaryAPI:
                 timeout. The server is stopped first, so nothing is left running.
         """
         deadline = time.monotonic() + self.timeout
+        restarts = 0
         while True:
+            if self.process.poll() == UVICORN_STARTUP_FAILED and restarts < MAX_RESTARTS:
+                # What SubprocessASGIServer does too: uvicorn exits 3 when the app's start-up
+                # fails, as when two servers start on one database at once and race to
+                # register Prefect's block types (UNIQUE constraint failed); a second
+                # start finds them registered. A taken port fails the same way.
+                restarts += 1
+                self.stop()
+                self.start()
+                continue
             if self.process.poll() is not None:
                 self.stop()
                 raise TemporaryAPIError(

@@ -102,3 +102,22 @@ def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
                       timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 130, done.stdout + done.stderr
     assert "still stopping 1 s after the signal; exiting now" in done.stderr
+
+
+def test_two_temporary_apis_on_one_database_both_start(tmp_path, migrated_prefect_home, monkeypatch):
+    """Two runs sharing a PREFECT_HOME start two servers on one SQLite file, which race to
+    register Prefect's block types; the loser exits 3 and is started again (seen in CI)."""
+    from flows.local_api import TemporaryAPI
+
+    monkeypatch.setenv("PREFECT_HOME", str(migrated_prefect_home(tmp_path / "home")))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    apis = [TemporaryAPI(tmp_path / f"api{i}.log", timeout=120) for i in range(2)]
+    try:
+        for api in apis:
+            api.start()
+        urls = [api.wait_until_healthy() for api in apis]
+    finally:
+        for api in apis:
+            api.stop()
+    assert len(set(urls)) == 2
+    assert all(api.process.poll() is not None for api in apis)
