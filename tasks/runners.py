@@ -1,11 +1,13 @@
 """Which Prefect task runner trains the solvers: one engine per choice, none home-made.
 
-The default, measured on a 2-core machine (`make bench`, section "default_run"):
-a thread pool as wide as the cores, the costliest fit submitted first. Eight
-threads for eight fits thrashed two cores (tiny torch loops hold the GIL
-between kernels): the subflow took 1.4x its lower bound. A process pool pays
-3-4 s per worker to import Prefect and torch, more than the whole parallel gain
-at the tutorial's size; it wins only when fits are long (`--runner processes`).
+The default, measured on a 2-core machine (`make bench`, sections
+"prefect_overhead" and "runners"): a thread pool as wide as the cores, the
+costliest fit submitted first. Tiny torch loops hold the GIL between kernels,
+so the fits' Python work takes turns: the default run's training took 1.33x
+max(longest fit, sum / cores) on 2026-11-30. A process pool pays 3-4 s per
+worker to import Prefect and torch, more than the whole parallel gain at the
+tutorial's size (0.77x the speed of threads); it wins only when fits are long
+(`--runner processes`).
 """
 
 import os
