@@ -6,6 +6,7 @@ because the library stays free of Prefect.
 """
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -47,6 +48,12 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
+# Modules that add further subcommands. Each has `register(commands)`, which adds its
+# parsers to argparse's subparsers object with `set_defaults(handler=f)`, where
+# `f(args) -> int` is the exit status. Their top level imports nothing heavy.
+SUBCOMMANDS: tuple[str, ...] = ()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linreg", description="Linear regression fitted eight ways, on Prefect.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="data root: datasets/ and runs/ go here (default data)")
     run.add_argument("--runner", help="task runner for training: threads (default), processes or dask")
     run.add_argument("--dask-address", help="tcp://host:port of an existing Dask scheduler (with --runner dask)")
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -293,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     try:
         spec = build_run_spec(args)
     except CliError as exc:
