@@ -223,6 +223,13 @@ start_worker() {
     say "worker: online"
 }
 
+# The deployments' version: the commit, plus -dirty when tracked files have uncommitted changes.
+code_version() {
+    local commit
+    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null) || { echo unversioned; return; }
+    git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null && echo "$commit" || echo "$commit-dirty"
+}
+
 start() {
     [[ -x $BIN/prefect ]] || die "$BIN/prefect not found; run 'make test' or 'make run' once to build .venv"
     mkdir -p "$RUN_DIR"
@@ -230,8 +237,10 @@ start() {
     create_pools
     quiet concurrency-limit create cuda 1 || die "could not create the concurrency limit for tag cuda"
     say "concurrency limit: tag cuda, 1 task run at a time"
+    LINREG_VERSION=$(code_version)
+    export LINREG_VERSION
     quiet deploy --all || die "prefect deploy --all failed"
-    say "deployed: linreg/linreg-local (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
+    say "deployed version $LINREG_VERSION: linreg/linreg-local and linreg/linreg-daily (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
     start_worker
     local auth="" stop="make server-stop"
     [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]] && auth='PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING" '
