@@ -19,6 +19,30 @@ from linreg.solvers.registry import SOLVERS
 from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FiniteFloat, FrozenModel, range_check
 
 DEVICE_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+# The form parse_device accepts, for the JSON schema (the validator gives the message).
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+DASK_ADDRESS_PATTERN = r"^(tcp|tls|ucx|inproc)://[^\s/]+$"
+MAX_TIMEOUT = 7 * 24 * 3600  # a week
+
+
+def _solver_enum(schema: dict) -> None:
+    """The registry's names as the schema's enum, read when the schema is made; at least
+    one, none twice (the validator below gives the messages)."""
+    schema["items"] = {**schema.get("items", {}), "enum": list(SOLVERS)}
+    schema.update(minItems=1, maxItems=len(SOLVERS), uniqueItems=True)
+
+
+def _solver_keys(schema: dict) -> None:
+    schema["propertyNames"] = {"enum": list(SOLVERS)}
+
+
+def _optional_pattern(pattern: str):
+    def add(schema: dict) -> None:
+        for branch in schema.get("anyOf", [schema]):
+            if branch.get("type") == "string":
+                branch["pattern"] = pattern
+
+    return add
 
 
 class DataSpec(FrozenModel):
@@ -37,12 +61,27 @@ class DataSpec(FrozenModel):
         return len(self.weights)
 
 
+class Timeouts(FrozenModel):
+    """Time limits. A fit past its limit ends `failed`, naming the limit, and the others go
+    on; a run past its limit stops at its next safe point and ends Failed. Both are checked
+    at every epoch and every streamed chunk."""
+
+    fit_seconds: Annotated[float, range_check(0.0, MAX_TIMEOUT, lo_open=True)] = Field(
+        3600.0, description=f"seconds one solver may train, (0, {MAX_TIMEOUT}]"
+    )
+    run_seconds: Annotated[float, range_check(0.0, MAX_TIMEOUT, lo_open=True)] = Field(
+        6 * 3600.0, description=f"seconds the whole run may take, (0, {MAX_TIMEOUT}]"
+    )
+
+
 class SolverOverrides(FrozenModel):
     """Fields that replace a solver's own defaults; None keeps the default."""
 
-    lr: Annotated[float | None, range_check(0.0, lo_open=True)] = None
-    epochs: Annotated[int | None, range_check(1, MAX_EPOCHS)] = None
-    batch_size: Annotated[int | None, range_check(1, MAX_BATCH)] = None
+    lr: Annotated[float, range_check(0.0, lo_open=True)] | None = Field(None, description="learning rate, > 0")
+    epochs: Annotated[int, range_check(1, MAX_EPOCHS)] | None = Field(None, description=f"passes over the data, 1..{MAX_EPOCHS}")
+    batch_size: Annotated[int, range_check(1, MAX_BATCH)] | None = Field(
+        None, description=f"minibatch rows, 1..{MAX_BATCH}; above n it is clipped to n"
+    )
 
     def apply(self, spec: SolverSpec) -> SolverSpec:
         """Return `spec` with the fields set here replaced."""
@@ -53,31 +92,36 @@ def _default_solvers() -> list[str]:
     return list(SOLVERS)
 
 
-__all__ = ["DataSpec", "SolverSpec", "SolverOverrides", "RunSpec", "DEVICE_HELP"]
+__all__ = ["DataSpec", "SolverSpec", "SolverOverrides", "Timeouts", "RunSpec", "DEVICE_HELP"]
 
 
 class RunSpec(FrozenModel):
     """Everything one pipeline run needs."""
 
     data: DataSpec = Field(default_factory=DataSpec)
-    solvers: list[str] = Field(default_factory=_default_solvers, description="solver names to train")
+    solvers: list[str] = Field(
+        default_factory=_default_solvers, description="solver names to train", json_schema_extra=_solver_enum
+    )
     defaults: SolverOverrides = Field(
         default_factory=SolverOverrides, description="overrides applied to every solver"
     )
     overrides: dict[str, SolverOverrides] = Field(
-        default_factory=dict, description="per-solver overrides, keyed by solver name"
+        default_factory=dict, description="per-solver overrides, keyed by solver name",
+        json_schema_extra=_solver_keys,
     )
     runner: Literal["threads", "processes", "dask"] = Field(
         "threads", description="task runner for training: threads, processes, or dask"
     )
     dask_address: str | None = Field(
-        None, description="scheduler address (tcp://host:port) of an existing Dask cluster; runner dask only"
+        None, description="scheduler address (tcp://host:port) of an existing Dask cluster; runner dask only",
+        json_schema_extra=_optional_pattern(DASK_ADDRESS_PATTERN),
     )
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: str = Field("auto", description=DEVICE_HELP, json_schema_extra={"pattern": DEVICE_PATTERN})
     output_dir: Path = Field(
         Path("data"),
         description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
     )
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="time limits for each fit and the whole run")
 
     def solver_spec(self, name: str, device: str) -> SolverSpec:
         """The solver's tutorial defaults, then `defaults`, then its own overrides, on `device`."""

@@ -1,16 +1,16 @@
 """Pieces every configuration model shares: frozen models, finite floats, ranges with clear messages.
 
-Ranges are declared with `Field(ge=..., le=..., gt=...)`, so they appear in
-the JSON schema of any model (and so in a Prefect deployment's parameter
-form); the messages below replace pydantic's default wording with one that
-names the allowed interval.
+Ranges are declared with `range_check`, which puts them in the JSON schema of
+any model (and so in a Prefect deployment's parameter form and the server's
+parameter check), and refuses values with a message that names the interval.
 """
 
 import math
+from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
 
 MAX_N = 1_000_000_000
 MAX_D = 1_000
@@ -19,26 +19,47 @@ MAX_EPOCHS = 10_000_000
 MAX_BATCH = 2**31 - 1
 
 
-def range_check(lo: float, hi: float | None = None, *, lo_open: bool = False) -> AfterValidator:
-    """A validator that refuses values outside [lo, hi] (or (lo, hi]), naming the interval."""
+@dataclass(frozen=True)
+class Range:
+    """An interval check for `Annotated[...]` that also writes the interval into the JSON schema.
 
-    def check(value):
-        if value is None:  # an unset optional override
-            return value
+    Validation raises a PydanticCustomError naming the interval (pydantic's own
+    `ge`/`le` wording names only one bound); the schema gets `minimum`,
+    `exclusiveMinimum` and `maximum`, so a Prefect deployment's form and the
+    server's parameter check (`enforce_parameter_schema`) refuse the same values.
+    """
+
+    lo: float
+    hi: float | None = None
+    lo_open: bool = False
+
+    def check(self, value):
         if isinstance(value, float) and not math.isfinite(value):
             raise PydanticCustomError("finite", "must be a finite number, got {value}", {"value": value})
-        too_low = value <= lo if lo_open else value < lo
-        too_high = hi is not None and value > hi
-        if too_low or too_high:
-            left = "(" if lo_open else "["
-            right = f"{hi}]" if hi is not None else "inf)"
+        too_low = value <= self.lo if self.lo_open else value < self.lo
+        if too_low or (self.hi is not None and value > self.hi):
+            left = "(" if self.lo_open else "["
+            right = f"{self.hi}]" if self.hi is not None else "inf)"
             raise PydanticCustomError(
                 "range", "must be in {interval}, got {value}",
-                {"interval": f"{left}{lo}, {right}", "value": value},
+                {"interval": f"{left}{self.lo}, {right}", "value": value},
             )
         return value
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(self, source, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        json_schema = handler(schema)
+        json_schema["exclusiveMinimum" if self.lo_open else "minimum"] = self.lo
+        if self.hi is not None:
+            json_schema["maximum"] = self.hi
+        return json_schema
+
+
+def range_check(lo: float, hi: float | None = None, *, lo_open: bool = False) -> Range:
+    """Values outside [lo, hi] (or (lo, hi] with `lo_open`) are refused, naming the interval."""
+    return Range(lo, hi, lo_open)
 
 
 def _finite(value: float) -> float:
