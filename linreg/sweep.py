@@ -1,0 +1,412 @@
+"""Sweeps: a grid of (data, solver, device, hyperparameters) cells, their results as one DataFrame,
+the crossover where CUDA starts to beat the CPU, and the sweep's plots.
+
+No Prefect here: `flows/sweep_flow.py` sets the order and `tasks/sweep.py`
+runs chunks of cells through `run_cells`.
+
+A cell is one fit. Hyperparameters are expanded only for the solvers that use
+them: the closed form gets one cell per (data, device), whatever the lr and
+epochs grids. NumPy solvers run on the CPU only: asked for on CUDA alone they
+become `skipped` rows that say so. Data specs are (n, d, seed); the true
+weights of d features are `true_weights(d)`.
+"""
+
+import io
+import math
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Annotated, Callable, Literal
+
+import numpy as np
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from linreg.devices import DeviceError, parse_device, resolve_device
+from linreg.solvers.base import SolverSpec
+from linreg.solvers.registry import SOLVERS
+from linreg.specs import DataSpec
+from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
+
+MAX_VALUES = 64  # values per axis; a grid is their product
+MAX_CELLS = 100_000
+
+N = Annotated[int, range_check(1, MAX_N), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_N})]
+D = Annotated[int, range_check(1, MAX_D), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_D})]
+LR = Annotated[float, range_check(0.0, lo_open=True), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+EPOCHS = Annotated[int, range_check(1, MAX_EPOCHS),
+                   WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS})]
+SEED = Annotated[int, range_check(0, MAX_SEED), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED})]
+
+
+def _axis(description: str, default: list):
+    return Field(default_factory=lambda: list(default), min_length=1 if default else 0, max_length=MAX_VALUES,
+                 description=description)
+
+
+class SweepSpec(FrozenModel):
+    """A sweep's grid and where it runs. Every list is one axis of the grid."""
+
+    n: list[N] = _axis(f"rows of each dataset, 1..{MAX_N}", [1000])
+    d: list[D] = _axis(f"features of each dataset, 1..{MAX_D}", [1])
+    seeds: list[SEED] = _axis(f"data seeds, 0..{MAX_SEED}; repeated seeds give the spread", [42])
+    solvers: list[str] = Field(default_factory=lambda: list(SOLVERS), min_length=1, description="solver names")
+    devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, max_length=MAX_VALUES,
+                               description="'cpu', 'cuda' or 'cuda:N'")
+    lr: list[LR] = _axis("learning rates, > 0; empty: each solver's own", [])
+    epochs: list[EPOCHS] = _axis(f"epochs, 1..{MAX_EPOCHS}; empty: each solver's own", [])
+    batch_size: Annotated[int | None, range_check(1, MAX_BATCH)] = Field(None, description="minibatch size")
+    bias: float = Field(1.0, description="true intercept of every dataset")
+    noise: Annotated[float, range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
+    runner: Literal["threads", "processes", "dask"] = Field("threads", description="task runner")
+    dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only")
+    output_dir: Path = Field(Path("data"), description="data root: datasets/ and runs/<sweep-id>/ go here")
+
+    @field_validator("solvers")
+    @classmethod
+    def _known_solvers(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in SOLVERS]
+        if unknown:
+            raise PydanticCustomError("solvers", "unknown solver(s): {unknown}; known: {known}",
+                                      {"unknown": ", ".join(unknown), "known": ", ".join(SOLVERS)})
+        return _no_duplicates(names, "solvers")
+
+    @field_validator("devices")
+    @classmethod
+    def _device_forms(cls, devices: list[str]) -> list[str]:
+        for device in devices:
+            try:
+                if parse_device(device) == "auto":
+                    raise DeviceError("'auto' is no sweep axis; expected 'cpu', 'cuda' or 'cuda:N'")
+            except DeviceError as exc:
+                raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
+        return _no_duplicates(devices, "device")
+
+    @field_validator("n", "d", "seeds", "lr", "epochs")
+    @classmethod
+    def _distinct(cls, values: list, info) -> list:
+        return _no_duplicates(values, info.field_name)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _folder(cls, path: Path) -> Path:
+        if path.exists() and not path.is_dir():
+            raise PydanticCustomError("output_dir", "{path} exists and is not a folder", {"path": str(path)})
+        return path
+
+    @model_validator(mode="after")
+    def _whole_grid(self) -> "SweepSpec":
+        if self.dask_address is not None and self.runner != "dask":
+            raise PydanticCustomError("dask_address", "is only used with runner 'dask' (runner is '{runner}')",
+                                      {"runner": self.runner})
+        cells = len(expand_grid(self))
+        if cells > MAX_CELLS:
+            raise PydanticCustomError("grid", "the grid has {cells} cells; at most {most}",
+                                      {"cells": cells, "most": MAX_CELLS})
+        return self
+
+
+def _no_duplicates(values: list, field: str) -> list:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise PydanticCustomError(field, "duplicate value(s): {dupes}", {"dupes": ", ".join(dupes)})
+    return values
+
+
+def true_weights(d: int) -> list[float]:
+    """The true weights of a d-feature sweep dataset: 2, -1, 2/3, -1/2, ... (2 for d = 1, the tutorial's)."""
+    return [2.0 * (-1) ** j / (j + 1) for j in range(d)]
+
+
+def data_specs(sweep: SweepSpec) -> list[DataSpec]:
+    """Every dataset of the grid, once each: (n, d, seed), in that order."""
+    return [DataSpec(n=n, weights=true_weights(d), bias=sweep.bias, noise=sweep.noise, seed=seed)
+            for n, d, seed in product(sweep.n, sweep.d, sweep.seeds)]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fit of the grid: `spec.device` is the device asked for (resolved where it runs)."""
+
+    index: int
+    data: DataSpec
+    solver: str
+    spec: SolverSpec
+
+    @property
+    def device(self) -> str:
+        return self.spec.device
+
+
+def expand_grid(sweep: SweepSpec) -> list[Cell]:
+    """Every cell of the grid, numbered: data × solver × device × lr × epochs.
+
+    The closed form has no hyperparameters: one cell per (data, device). NumPy
+    solvers run on the CPU: one cell per hyperparameter set, on "cpu" (a
+    skipped cell when the grid has no CPU device).
+    """
+    cells: list[Cell] = []
+    for data, solver in product(data_specs(sweep), sweep.solvers):
+        for device in _devices_of(solver, sweep.devices):
+            for spec in _specs_of(solver, sweep):
+                spec = spec.model_copy(update={"device": device})
+                cells.append(Cell(len(cells), data, solver, spec))
+    return cells
+
+
+def _devices_of(solver: str, devices: list[str]) -> list[str]:
+    if SOLVERS[solver].uses_torch or solver == "closed_form":
+        return devices
+    return ["cpu"] if "cpu" in devices else [devices[0]]  # the second form becomes a skipped cell
+
+
+def _specs_of(solver: str, sweep: SweepSpec) -> list[SolverSpec]:
+    info = SOLVERS[solver]
+    if not info.iterative:
+        return [info.defaults]
+    base = info.defaults
+    if sweep.batch_size is not None:
+        base = base.model_copy(update={"batch_size": sweep.batch_size})
+    return [base.model_copy(update={"lr": lr, "epochs": epochs})
+            for lr, epochs in product(sweep.lr or [base.lr], sweep.epochs or [base.epochs])]
+
+
+def chunk_cells(cells: list[Cell], chunks: int) -> list[list[Cell]]:
+    """Split cells into at most `chunks` lists of about equal cost, longest first in each.
+
+    Greedy longest-processing-time: each cell, costliest first, goes to the
+    lightest chunk. Cost is `SolverInfo.relative_cost`; only the order matters.
+    """
+    if not cells:
+        return []
+    costs = {cell.index: SOLVERS[cell.solver].relative_cost(cell.data.n, cell.spec) + 1.0 for cell in cells}
+    bins: list[tuple[float, list[Cell]]] = [(0.0, []) for _ in range(min(chunks, len(cells)))]
+    for cell in sorted(cells, key=lambda c: -costs[c.index]):
+        k = min(range(len(bins)), key=lambda i: bins[i][0])
+        bins[k] = (bins[k][0] + costs[cell.index], bins[k][1] + [cell])
+    return [chunk for _, chunk in bins if chunk]
+
+
+# --- Running cells ---------------------------------------------------------------------------------
+
+COLUMNS = ["cell", "n", "d", "seed", "solver", "device", "device_used", "lr", "epochs", "batch_size",
+           "status", "reason", "seconds", "error", "final_loss", "diverged_epoch", "worker"]
+
+
+def skip_reason(cell: Cell) -> str | None:
+    """Why a cell cannot run on this machine, or None: a NumPy solver off the CPU, or a missing CUDA device."""
+    if cell.device != "cpu" and not (SOLVERS[cell.solver].uses_torch or cell.solver == "closed_form"):
+        return f"{cell.solver} runs on the CPU only"
+    try:
+        resolve_device(cell.device)
+    except DeviceError as exc:
+        return str(exc)
+    return None
+
+
+def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = None,
+              worker: str | None = None) -> list[dict]:
+    """Fit every cell on one dataset, in order; each gives one row (see COLUMNS).
+
+    A cell whose device this machine lacks is `skipped` with the reason; one
+    whose solver raises is `failed` with the error. Neither stops the others.
+
+    Args:
+        data: the cells' dataset (a `linreg.data.DataSource`).
+        progress: called with the rows done, between epochs; it may raise to stop (Ctrl-C).
+    """
+    rows = []
+    for cell in cells:
+        reason = skip_reason(cell)
+        if reason is not None:
+            rows.append(cell_row(cell, status="skipped", reason=reason))
+            continue
+        spec = cell.spec.model_copy(update={"device": resolve_device(cell.device)})
+        try:
+            fit = SOLVERS[cell.solver].fit(data, spec, progress=progress)
+        except Exception as exc:  # a failed fit is a result; interrupts (BaseException) pass
+            rows.append(cell_row(cell, status="failed", reason=f"{type(exc).__name__}: {exc}", device_used=spec.device))
+            continue
+        rows.append(fit_row(cell, fit, worker))
+    return rows
+
+
+def cell_row(cell: Cell, **values) -> dict:
+    """A row with the cell's coordinates and NaN results, then `values`."""
+    row = {
+        "cell": cell.index, "n": cell.data.n, "d": cell.data.d, "seed": cell.data.seed, "solver": cell.solver,
+        "device": cell.device, "device_used": None,
+        "lr": cell.spec.lr if SOLVERS[cell.solver].iterative else math.nan,
+        "epochs": cell.spec.epochs if SOLVERS[cell.solver].iterative else 0,
+        "batch_size": cell.spec.batch_size if SOLVERS[cell.solver].minibatch else 0,
+        "status": "ok", "reason": None, "seconds": math.nan, "error": math.nan, "final_loss": math.nan,
+        "diverged_epoch": None, "worker": None,
+    }
+    row.update(values)
+    return row
+
+
+def fit_row(cell: Cell, fit, worker: str | None = None) -> dict:
+    """The row of a finished fit: error is the largest absolute error of (bias, weights) against the truth."""
+    truth = np.array([cell.data.bias, *cell.data.weights])
+    fitted = np.array([fit.intercept, *np.asarray(fit.coef).reshape(-1)], dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = float(np.max(np.abs(fitted - truth)))
+    return cell_row(
+        cell, device_used=fit.device, status=str(fit.status), reason=fit.message, seconds=fit.seconds,
+        error=error if math.isfinite(error) else math.nan,
+        final_loss=float(fit.loss_history[-1]) if len(fit.loss_history) else math.nan,
+        diverged_epoch=fit.diverged_epoch, worker=worker or fit.worker,
+    )
+
+
+def results_frame(rows: list[dict]):
+    """The sweep's rows as one DataFrame with COLUMNS, ordered by cell."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values("cell", kind="stable").reset_index(drop=True)
+
+
+def frame_parquet(frame) -> bytes:
+    """The DataFrame as parquet bytes (the caller writes them atomically)."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def frame_rows(frame) -> list[dict]:
+    """The DataFrame as JSON-safe dict rows: NaN and None become None."""
+    return [{k: (None if _missing(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def count_statuses(frame) -> dict[str, int]:
+    return {status: int((frame["status"] == status).sum()) for status in ("ok", "diverged", "skipped", "failed")}
+
+
+# --- Crossover -------------------------------------------------------------------------------------
+
+NEVER = "never in range"
+
+
+def timing_table(frame):
+    """Median, min and max seconds over seeds and hyperparameters, per (solver, d, n, device kind)."""
+    ran = frame[frame["status"].isin(["ok", "diverged"])].copy()
+    ran["kind"] = np.where(ran["device"].str.startswith("cuda"), "cuda", "cpu")
+    grouped = ran.groupby(["solver", "d", "n", "kind"])["seconds"]
+    return grouped.agg(median="median", low="min", high="max", count="count").reset_index()
+
+
+def crossover_table(frame):
+    """For each (solver, d): the smallest n from which CUDA beats the CPU at every larger n of the grid.
+
+    Compared on median seconds over seeds and hyperparameters, at the sizes
+    where both devices ran. "never in range" when CUDA loses at the largest
+    size; "no CUDA rows" (or "no CPU rows") when one side never ran.
+
+    Returns:
+        DataFrame: solver, d, crossover_n (None when never), crossover_elements (n·d),
+        cpu_s and cuda_s at the largest n, verdict.
+    """
+    import pandas as pd
+
+    table = timing_table(frame)
+    rows = []
+    for (solver, d), group in table.groupby(["solver", "d"], sort=False):
+        wide = group.pivot(index="n", columns="kind", values="median").sort_index()
+        row = {"solver": solver, "d": int(d), "crossover_n": None, "crossover_elements": None,
+               "cpu_s": None, "cuda_s": None}
+        missing = [kind for kind in ("cpu", "cuda") if kind not in wide or wide[kind].isna().all()]
+        if missing:
+            rows.append({**row, "verdict": f"no {missing[0].upper() if missing[0] == 'cpu' else 'CUDA'} rows"})
+            continue
+        both = wide.dropna(subset=["cpu", "cuda"])
+        wins = (both["cuda"] < both["cpu"]).to_numpy()
+        row.update(cpu_s=float(both["cpu"].iloc[-1]), cuda_s=float(both["cuda"].iloc[-1]))
+        if not wins[-1]:
+            rows.append({**row, "verdict": NEVER})
+            continue
+        first = len(wins) - int(np.argmin(wins[::-1])) if not wins.all() else 0  # start of the final run of wins
+        n = int(both.index[first])
+        verdict = f"CUDA faster from n = {n:,}" + (" (the smallest n swept)" if first == 0 else "")
+        rows.append({**row, "crossover_n": n, "crossover_elements": n * int(d), "verdict": verdict})
+    return pd.DataFrame(rows, columns=["solver", "d", "crossover_n", "crossover_elements", "cpu_s", "cuda_s",
+                                       "verdict"])
+
+
+# --- Plots -----------------------------------------------------------------------------------------
+
+def plot_seconds(frame):
+    """Seconds against n, log-log, one line per (solver, device kind, d); bars span min..max over seeds."""
+    return _plot_against_n(frame, "seconds", "seconds per fit")
+
+
+def plot_error(frame):
+    """Largest absolute parameter error against n, log-log; bars span min..max over seeds."""
+    return _plot_against_n(frame, "error", "max |fitted - true| of (b, w)")
+
+
+def _plot_against_n(frame, column: str, label: str):
+    from matplotlib.figure import Figure  # deferred: the grid and the tables need no matplotlib
+
+    ran = frame[frame["status"].isin(["ok", "diverged"]) & (frame[column] > 0)].copy()
+    ran["kind"] = np.where(ran["device"].str.startswith("cuda"), "cuda", "cpu")
+    fig = Figure(figsize=(8, 5), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    for (solver, kind, d), group in ran.groupby(["solver", "kind", "d"]):
+        stats = group.groupby("n")[column].agg(["median", "min", "max"]).sort_index()
+        n = stats.index.to_numpy(dtype=float)
+        ax.errorbar(n, stats["median"], yerr=[stats["median"] - stats["min"], stats["max"] - stats["median"]],
+                    marker="o" if kind == "cpu" else "s", linestyle="-" if kind == "cpu" else "--",
+                    capsize=3, label=f"{solver} {kind}" + (f" d={d}" if ran["d"].nunique() > 1 else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("n (rows)")
+    ax.set_ylabel(label)
+    if len(ran):
+        ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+# --- Report ----------------------------------------------------------------------------------------
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)\n"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell_text(row[k]) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell_text(value) -> str:
+    if _missing(value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def render_report(sweep_id: str, frame, crossover, pngs: dict[str, str]) -> str:
+    """The sweep's markdown report: counts, the crossover table, the plots (data URIs) and the skipped cells.
+
+    Args:
+        pngs: title -> base64 PNG.
+    """
+    counts = count_statuses(frame)
+    lines = [f"# linreg sweep {sweep_id}", "",
+             f"{len(frame)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
+             "## Crossover: where CUDA beats the CPU", "", markdown_table(frame_rows(crossover)), ""]
+    for title, png in pngs.items():
+        lines += [f"## {title}", "", f"![{title}](data:image/png;base64,{png})", ""]
+    skipped = frame[frame["status"].isin(["skipped", "failed"])]
+    if len(skipped):
+        reasons = skipped.groupby(["status", "reason"]).size().reset_index(name="cells")
+        lines += ["## Cells not run", "", markdown_table(frame_rows(reasons))]
+    return "\n".join(lines)

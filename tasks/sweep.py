@@ -1,0 +1,74 @@
+"""Sweep tasks: train one chunk of cells on one dataset, and publish the sweep's files and artifacts."""
+
+import base64
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from linreg.plots import figure_png
+from linreg.storage import DatasetRef, open_dataset, run_dir, write_bytes, write_text
+from linreg.sweep import (
+    Cell, SweepSpec, crossover_table, frame_parquet, frame_rows, plot_error, plot_seconds, render_report, run_cells,
+)
+from tasks.dataset import memory_budget, retry_on_io_error
+from tasks.interrupt import interruptible
+from tasks.runners import LOCAL_CLUSTER, cores, set_torch_threads
+from tasks.train import dask_worker_address
+
+
+@task(name="train-cells", cache_policy=NO_CACHE, retries=0)  # a failed fit is a row, not a blip
+def train_cells(ref: DatasetRef, cells: list[Cell]) -> list[dict]:
+    """Fit a chunk of cells that share one dataset, read once; one row per cell."""
+    data = open_dataset(ref, memory_budget())
+    return run_cells(data, cells, progress=interruptible(), worker=dask_worker_address())
+
+
+def submit_cells(ref: DatasetRef | PrefectFuture, cells: list[Cell], name: str, dask: bool) -> PrefectFuture:
+    """Submit a chunk. CUDA chunks are tagged `cuda` and, under Dask, ask for a worker resource GPU=1
+    (as `tasks.train.submit_training` routes a run's GPU fits)."""
+    cuda = cells[0].device.startswith("cuda")
+    chunk = train_cells.with_options(task_run_name=name, tags={"cuda"} if cuda else set())
+    if dask and cuda:
+        import dask as dask_config  # deferred: dask is only paid for when used
+
+        with dask_config.annotate(resources={"GPU": 1}):
+            return chunk.submit(ref, cells)
+    return chunk.submit(ref, cells)
+
+
+def sweep_task_runner(sweep: SweepSpec) -> TaskRunner:
+    """threads: one thread per core; processes: one single-threaded-torch process per core;
+    dask: the scheduler at `dask_address`, else a temporary LocalCluster."""
+    if sweep.runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=cores(), initializer=set_torch_threads, initargs=(1,))
+    if sweep.runner == "dask":
+        from prefect_dask import DaskTaskRunner  # deferred: dask is only paid for when used
+
+        if sweep.dask_address:
+            return DaskTaskRunner(address=sweep.dask_address)
+        return DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": cores()})
+    return ThreadPoolTaskRunner(max_workers=cores())
+
+
+@task(name="publish-sweep", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
+      retry_condition_fn=retry_on_io_error)
+def publish_sweep(frame, sweep_id: str, root: Path) -> Path:
+    """Save sweep.parquet, sweep.csv and the plots under runs/<sweep-id>/, then the artifacts."""
+    folder = run_dir(root, sweep_id)
+    crossover = crossover_table(frame)
+    pngs = {"seconds.png": figure_png(plot_seconds(frame)), "error.png": figure_png(plot_error(frame))}
+    for name, png in pngs.items():
+        write_bytes(folder / name, png)
+    write_text(folder / "sweep.csv", frame.to_csv(index=False))
+    write_bytes(folder / "sweep.parquet", frame_parquet(frame))  # last: marks the sweep complete
+    titles = {"seconds.png": "Seconds against n (log-log)", "error.png": "Error against n (log-log)"}
+    report = render_report(sweep_id, frame, crossover,
+                           {titles[name]: base64.b64encode(png).decode() for name, png in pngs.items()})
+    create_table_artifact(frame_rows(frame), key="linreg-sweep", description=f"linreg sweep {sweep_id}: one row per cell")
+    create_markdown_artifact(report, key="linreg-sweep-report", description=f"linreg sweep {sweep_id}: crossover and plots")
+    get_run_logger().info("sweep folder: %s", folder)
+    return folder
