@@ -18,17 +18,24 @@ MIGRATED := $(PREFECT_HOME)/.migrated
 SERVER_HOME ?= $(CURDIR)/.prefect-server
 PORT ?= 4200
 HOST := 127.0.0.1
+# DB=postgres: a PostgreSQL cluster of its own in $(SERVER_HOME)/postgres (scripts/postgres.sh),
+# on 127.0.0.1:$(PG_PORT); the default is SQLite. WORKERS: workers for linreg-cpu.
+# POOL_LIMIT: flow runs at once on linreg-cpu (0: no limit). docs/server.md has the figures.
+DB ?= sqlite
+PG_PORT ?= 5433
+WORKERS ?= 2
+POOL_LIMIT ?= 2
 # The browser of the e2e test: Debian's chromium, never a Playwright download.
 export LINREG_CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test test-fast lock clean server server-stop bench gpu-check
+.PHONY: run test test-fast lock clean server server-stop bench gpu-check postgres
 
 run: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg run $(ARGS)
 
 # The whole suite: library, flows, faults, bench smoke test, server and browser (about 8 minutes).
-test: $(STAMP) $(LINREG_CHROMIUM)
+test: $(STAMP) $(LINREG_CHROMIUM) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The development loop: library and CLI-refusal tests only (under 2 minutes).
@@ -65,10 +72,11 @@ clean:
 	rm -rf $(VENV) .prefect .prefect-server .pytest_cache
 
 # Start the server, pools, concurrency limit, deployments and a worker; idempotent.
-server: $(STAMP)
-	PREFECT_HOME=$(SERVER_HOME) PORT=$(PORT) LINREG_HOST=$(HOST) scripts/server.sh start
+server: $(STAMP) $(if $(filter postgres,$(DB)),postgres)
+	PREFECT_HOME=$(SERVER_HOME) PORT=$(PORT) LINREG_HOST=$(HOST) LINREG_DB=$(DB) LINREG_PG_PORT=$(PG_PORT) \
+	  LINREG_WORKERS=$(WORKERS) LINREG_POOL_LIMIT=$(POOL_LIMIT) scripts/server.sh start
 
-# Stop exactly the processes `make server` recorded.
+# Stop exactly the processes `make server` recorded, and its PostgreSQL cluster if it has one.
 server-stop:
 	PREFECT_HOME=$(SERVER_HOME) scripts/server.sh stop
 
@@ -76,3 +84,8 @@ $(LINREG_CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "no $@ and no apt-get: install chromium and set LINREG_CHROMIUM to it" >&2; exit 1; }
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
+
+# PostgreSQL's server programs, for DB=postgres and the tests on PostgreSQL: Debian's
+# postgresql package, installed with apt-get when /usr/lib/postgresql/*/bin/initdb is missing.
+postgres:
+	@scripts/postgres.sh install

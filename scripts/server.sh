@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A local Prefect server for the linreg deployments: server, work pools, the
-# `cuda` concurrency limit, `prefect deploy --all`, and a worker for linreg-cpu.
+# A local Prefect server for the linreg deployments: server (on SQLite, or on a
+# PostgreSQL cluster of its own), work pools, the `cuda` concurrency limit,
+# `prefect deploy --all`, the zombie-run automation, and workers for linreg-cpu.
 #
 #   scripts/server.sh start    idempotent: starts only what is not running yet
-#   scripts/server.sh stop     stops exactly the processes `start` recorded
+#   scripts/server.sh stop     stops exactly the processes `start` recorded, then the PostgreSQL cluster
 #   scripts/server.sh status   what is running, from the recorded PIDs
 #
 # `make server` / `make server-stop` call this; so does tests/test_e2e_server.py,
@@ -15,7 +16,15 @@
 #   PREFECT_HOME          server state: the SQLite database and the UI build
 #                         (default <repo>/.prefect-server)
 #   LINREG_RUN_DIR        PID files and logs (default $PREFECT_HOME/run)
-#   LINREG_START_TIMEOUT  seconds to wait for the API, and again for the worker (default 120)
+#   LINREG_START_TIMEOUT  seconds to wait for the API, and again for the workers (default 120)
+#   LINREG_DB             sqlite (default: $PREFECT_HOME/prefect.db) or postgres (scripts/postgres.sh:
+#                         a cluster in $PREFECT_HOME/postgres, on 127.0.0.1:$LINREG_PG_PORT, default 5433)
+#   LINREG_WORKERS        workers for linreg-cpu (default 2)
+#   LINREG_POOL_LIMIT     flow runs at once on linreg-cpu, all deployments together (default 2;
+#                         0 = no pool limit). Runs beyond it wait in the queue.
+#   PREFECT_FLOWS_HEARTBEAT_FREQUENCY  seconds between a flow run's heartbeats (default 30 here)
+#   LINREG_ZOMBIE_SECONDS a Running flow run with no heartbeat for this long is marked Crashed
+#                         (default 90, three heartbeats)
 #   PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_SERVER_API_AUTH_STRING, ... pass through.
 set -euo pipefail
 
@@ -29,6 +38,18 @@ START_TIMEOUT=${LINREG_START_TIMEOUT:-120}
 STOP_TIMEOUT=30
 POOLS=(linreg-cpu linreg-gpu)
 WORKER_POOL=linreg-cpu
+DB=${LINREG_DB:-sqlite}
+WORKERS=${LINREG_WORKERS:-2}
+POOL_LIMIT=${LINREG_POOL_LIMIT:-2}
+ZOMBIE_SECONDS=${LINREG_ZOMBIE_SECONDS:-90}
+[[ $DB == sqlite || $DB == postgres ]] || { echo "server.sh: LINREG_DB (DB): must be sqlite or postgres, got '$DB'" >&2; exit 2; }
+[[ $WORKERS =~ ^[1-9][0-9]?$ ]] || { echo "server.sh: LINREG_WORKERS (WORKERS): must be an integer in [1, 99], got '$WORKERS'" >&2; exit 2; }
+[[ $POOL_LIMIT =~ ^[0-9]{1,3}$ ]] || { echo "server.sh: LINREG_POOL_LIMIT (POOL_LIMIT): must be an integer in [0, 999], got '$POOL_LIMIT'" >&2; exit 2; }
+[[ $ZOMBIE_SECONDS =~ ^[0-9]+$ ]] && ((ZOMBIE_SECONDS >= 60)) || { echo "server.sh: LINREG_ZOMBIE_SECONDS: must be an integer >= 60, got '$ZOMBIE_SECONDS'" >&2; exit 2; }
+# Flow runs started by the workers inherit it: a heartbeat every 30 s (Prefect's minimum),
+# so that the automation below can tell a dead run from a long one.
+export PREFECT_FLOWS_HEARTBEAT_FREQUENCY=${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-30}
+PG=$ROOT/scripts/postgres.sh
 
 case $HOST in 0.0.0.0 | :: | '[::]') LOCAL_HOST=127.0.0.1 ;; *) LOCAL_HOST=$HOST ;; esac
 UI_URL=http://$LOCAL_HOST:$PORT
@@ -46,7 +67,11 @@ die() { printf 'server.sh: %s\n' "$*" >&2; exit 1; }
 # --- processes: started in their own session, recorded, checked before any signal
 
 # The command line a recorded process must still have, so a reused PID is never signalled.
-signature() { case $1 in server) echo "$BIN/prefect server start" ;; worker) echo "$BIN/prefect worker start" ;; esac; }
+signature() { case $1 in server) echo "$BIN/prefect server start" ;; worker*) echo "$BIN/prefect worker start" ;; esac; }
+
+# The names of the recorded workers: worker, worker-2, worker-3, ...
+worker_names() { local i; echo worker; for ((i = 2; i <= $1; i++)); do echo "worker-$i"; done; }
+recorded_workers() { local f; for f in "$RUN_DIR"/worker.pid "$RUN_DIR"/worker-*.pid; do [[ -f $f ]] && basename "$f" .pid; done; return 0; }
 
 # Print the recorded PID of $1 if that process is alive and is still ours.
 recorded_pid() {
@@ -164,18 +189,30 @@ PY
 
 # --- the steps of `start`
 
+# DB=postgres: start the cluster (scripts/postgres.sh) and point the server at it.
+start_database() {
+    if [[ $DB == postgres ]]; then
+        "$PG" start
+        PREFECT_API_DATABASE_CONNECTION_URL=$("$PG" url)
+        export PREFECT_API_DATABASE_CONNECTION_URL
+    fi
+}
+
 start_server() {
     local pid
     if pid=$(recorded_pid server); then
-        local port
+        local port db
         port=$(cat "$RUN_DIR/server.port" 2>/dev/null || echo "?")
+        db=$(cat "$RUN_DIR/server.db" 2>/dev/null || echo "?")
         [[ $port == "$PORT" ]] || die "a server from $RUN_DIR is already running on port $port (PID $pid); stop it first"
+        [[ $db == "$DB" ]] || die "the server from $RUN_DIR runs on $db, not $DB; stop it first"
         say "server: already running (PID $pid)"
     else
+        echo "$DB" >"$RUN_DIR/server.db"
         launch server "$BIN/prefect" server start --host "$HOST" --port "$PORT"
         echo "$PORT" >"$RUN_DIR/server.port"
         pid=$(<"$RUN_DIR/server.pid")
-        say "server: started (PID $pid), state in $PREFECT_HOME, log $RUN_DIR/server.log"
+        say "server: started (PID $pid) on $DB, state in $PREFECT_HOME, log $RUN_DIR/server.log"
     fi
     wait_for "API at $PREFECT_API_URL" "$pid" 'get("/health") is True' || { show_log "$RUN_DIR/server.log"; exit 1; }
     say "server: API healthy at $PREFECT_API_URL"
@@ -204,23 +241,81 @@ create_pools() {
     done
 }
 
-start_worker() {
-    local pid since
-    if pid=$(recorded_pid worker); then
-        say "worker: already running (PID $pid)"
-        since=0
+# Runs beyond the pool's limit wait as Scheduled in the queue, whichever deployment they
+# come from; the deployments' own limits (prefect.yaml) apply as well.
+set_pool_limit() {
+    if ((POOL_LIMIT > 0)); then
+        quiet work-pool set-concurrency-limit "$WORKER_POOL" "$POOL_LIMIT" || die "could not set the concurrency limit of $WORKER_POOL"
+        say "work pool $WORKER_POOL: $POOL_LIMIT flow runs at once"
     else
-        since=$(date +%s)
-        # Started in the repository root: the deployments' relative working_dir
-        # and pull step resolve to the folder the worker runs in.
-        launch worker "$BIN/prefect" worker start --pool "$WORKER_POOL" --type process
-        pid=$(<"$RUN_DIR/worker.pid")
-        say "worker: started for $WORKER_POOL in $ROOT (PID $pid), log $RUN_DIR/worker.log"
+        quiet work-pool clear-concurrency-limit "$WORKER_POOL" || die "could not clear the concurrency limit of $WORKER_POOL"
+        say "work pool $WORKER_POOL: no concurrency limit"
     fi
-    # A heartbeat since this start: an earlier worker's ONLINE status outlives it by a minute or two.
-    local online="any(w['status'] == 'ONLINE' and datetime.fromisoformat(w['last_heartbeat_time']).timestamp() >= $since - 1 for w in get('/work_pools/$WORKER_POOL/workers/filter', {}))"
-    wait_for "worker for $WORKER_POOL" "$pid" "$online" || { show_log "$RUN_DIR/worker.log"; exit 1; }
-    say "worker: online"
+}
+
+# Prefect marks a flow run Crashed when its process exits badly while its worker
+# watches; when both die (SIGKILL, a lost machine), only the run's heartbeats can tell.
+# This automation (Prefect's documented recipe) marks a Running run Crashed after
+# ZOMBIE_SECONDS without a heartbeat or a final state. Replaced on every start.
+create_zombie_automation() {
+    (cd "$ROOT" && "$BIN/python" - "$ZOMBIE_SECONDS" <<'PY') || die "could not create the zombie-run automation"
+import sys
+from datetime import timedelta
+
+from prefect.automations import Automation
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+
+NAME = "linreg: crash zombie flow runs"
+with get_client(sync_client=True) as client:
+    for old in client.read_automations_by_name(NAME):
+        client.delete_automation(old.id)
+Automation(
+    name=NAME,
+    description="A Running flow run with no heartbeat and no final state for a while: its process died.",
+    trigger=EventTrigger(
+        after={"prefect.flow-run.heartbeat"},
+        expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+        match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=timedelta(seconds=int(sys.argv[1])),
+    ),
+    actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed",
+                                message=f"No heartbeat for {sys.argv[1]} s: the flow run's process is gone")],
+).create()
+PY
+    say "automation: a Running flow run without a heartbeat for ${ZOMBIE_SECONDS}s is marked Crashed"
+}
+
+start_workers() {
+    local name pid since started=() count
+    since=$(date +%s)
+    for name in $(worker_names "$WORKERS"); do
+        if pid=$(recorded_pid "$name"); then
+            say "$name: already running (PID $pid)"
+        else
+            # Started in the repository root: the deployments' relative working_dir
+            # and pull step resolve to the folder the worker runs in.
+            launch "$name" "$BIN/prefect" worker start --pool "$WORKER_POOL" --type process
+            pid=$(<"$RUN_DIR/$name.pid")
+            started+=("$name")
+            say "$name: started for $WORKER_POOL in $ROOT (PID $pid), log $RUN_DIR/$name.log"
+        fi
+    done
+    ((${#started[@]})) || { say "workers: $WORKERS online"; return 0; }
+    # A heartbeat since this start from each new worker: an earlier worker's ONLINE
+    # status outlives it by a minute or two.
+    count=${#started[@]}
+    pid=$(<"$RUN_DIR/${started[0]}.pid")
+    local online="sum(w['status'] == 'ONLINE' and datetime.fromisoformat(w['last_heartbeat_time']).timestamp() >= $since - 1 for w in get('/work_pools/$WORKER_POOL/workers/filter', {})) >= $count"
+    wait_for "$count new worker(s) for $WORKER_POOL" "$pid" "$online" || { show_log "$RUN_DIR/${started[0]}.log"; exit 1; }
+    say "workers: $count started, $WORKERS online"
 }
 
 # The deployments' version: the commit, plus -dirty when tracked files have uncommitted changes.
@@ -233,15 +328,19 @@ code_version() {
 start() {
     [[ -x $BIN/prefect ]] || die "$BIN/prefect not found; run 'make test' or 'make run' once to build .venv"
     mkdir -p "$RUN_DIR"
+    start_database
     start_server
     create_pools
+    set_pool_limit
     quiet concurrency-limit create cuda 1 || die "could not create the concurrency limit for tag cuda"
     say "concurrency limit: tag cuda, 1 task run at a time"
     LINREG_VERSION=$(code_version)
     export LINREG_VERSION
     quiet deploy --all || die "prefect deploy --all failed"
     say "deployed version $LINREG_VERSION: linreg/linreg-local and linreg/linreg-daily (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
-    start_worker
+    create_zombie_automation
+    # (room for the notification automations, scripts/alerts.py)
+    start_workers
     local auth="" stop="make server-stop"
     [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]] && auth='PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING" '
     [[ $PREFECT_HOME == "$ROOT/.prefect-server" ]] || stop="PREFECT_HOME=$PREFECT_HOME $0 stop"
@@ -254,16 +353,19 @@ EOF
 }
 
 stop() {
-    stop_one worker  # first: it reports to the server while shutting down
+    local name
+    for name in $(recorded_workers); do stop_one "$name"; done  # first: they report to the server while shutting down
     stop_one server
-    rm -f "$RUN_DIR/server.port"
+    rm -f "$RUN_DIR/server.port" "$RUN_DIR/server.db"
+    "$PG" stop  # whatever DB says: a cluster in $PREFECT_HOME/postgres that runs is ours
 }
 
 status() {
     local name pid rc=0
-    for name in server worker; do
+    for name in server $(recorded_workers); do
         if pid=$(recorded_pid "$name"); then say "$name: running (PID $pid)"; else say "$name: not running"; rc=3; fi
     done
+    [[ -d $PREFECT_HOME/postgres ]] && { "$PG" status || rc=3; }
     return $rc
 }
 

@@ -1,0 +1,346 @@
+"""Section "load": 20 deployment runs triggered at once, on SQLite and on PostgreSQL.
+
+For each database, `scripts/server.sh start` brings up the whole stack (server, pools,
+limits, deployments, two workers) in a temporary PREFECT_HOME on a free loopback port;
+20 runs of `linreg-local` (n=300, three solvers) are then created from 20 threads at
+once, as 20 users pressing "run" together would, and followed to their final states.
+
+Reported per database: wall time from the first trigger to the last final state, runs
+per minute, the largest gap from a run's scheduled time to its Running state, the count
+of runs in each final state, and how many "database is locked", 503 and other
+retryable errors the server's and workers' logs show. The stack is the one `make server`
+starts, with its defaults (workers, pool limit); `LINREG_WORKERS` / `LINREG_POOL_LIMIT`
+in the environment change both, to compare.
+
+The tests (tests/test_server_load.py, tests/test_server_faults.py) use the same helpers:
+`server_stack`, `trigger_runs`, `wait_final`, `check_runs`.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from uuid import UUID
+
+from bench.harness import BenchConfig, Row
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "server.sh"
+DEPLOYMENT = "linreg/linreg-local"
+SOLVERS = ["closed_form", "numpy_gd", "torch_autograd"]
+START_TIMEOUT = 300  # server.sh start: (PostgreSQL,) server, pools, limits, deploy, automation, workers
+STOP_TIMEOUT = 150  # server.sh stop: up to 30 s per process, then pg_ctl stop
+# Lines of the server's and workers' logs that are errors a client retried, or should have.
+RETRIED = {
+    "database is locked": re.compile(r"database is locked"),
+    "503": re.compile(r"\b503\b"),
+    "other 5xx": re.compile(r"\b50[0248] (Internal Server Error|Bad Gateway|Gateway Timeout)"),
+    "submission failed": re.compile(r"[Ff]ailed to submit flow run"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh temporary folder that PostgreSQL's own user can reach when we run as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)  # searchable, not listable: postgres.sh runs the cluster as `postgres` under root
+    return path
+
+
+def stack_env(home: Path, port: int, db: str, **extra: str) -> dict:
+    """This process's environment without PREFECT_* settings, plus the stack's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PORT=str(port),
+        LINREG_HOST="127.0.0.1",
+        LINREG_DB=db,
+        LINREG_PG_PORT=str(free_port()),
+        PREFECT_HOME=str(home / "prefect-home"),
+        LINREG_RUN_DIR=str(home / "run"),
+        LINREG_START_TIMEOUT="180",
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",  # the daily schedule stays out
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_LOGGING_EXTRA_LOGGERS="linreg",
+        MPLBACKEND="Agg",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Stack:
+    """A stack started by scripts/server.sh in its own temporary home."""
+
+    home: Path
+    env: dict
+    db: str
+
+    @property
+    def api_url(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.env["LINREG_RUN_DIR"])
+
+    def script(self, command: str, timeout: float) -> subprocess.CompletedProcess:
+        """`scripts/server.sh <command>` with this stack's environment; output through a file."""
+        log = self.home / f"server.sh-{command}.log"
+        with open(log, "a") as out:
+            out.write(f"--- {datetime.now(timezone.utc).isoformat()} server.sh {command}\n")
+            out.flush()
+            process = subprocess.Popen([str(SCRIPT), command], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                kill_group(process.pid)
+                process.wait()
+        text = log.read_text(errors="replace")
+        if code != 0:
+            raise RuntimeError(f"server.sh {command} {'hung' if code is None else f'exited {code}'}:\n{text[-3000:]}")
+        return subprocess.CompletedProcess([command], code, text, "")
+
+    def recorded_pids(self) -> dict[str, int]:
+        return {p.stem: int(p.read_text()) for p in self.run_dir.glob("*.pid") if p.read_text().strip().isdigit()}
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.run_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        return f"--- last {lines} lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
+
+    def logs(self) -> str:
+        """Every log of the stack: server, workers (and PostgreSQL's)."""
+        paths = [*sorted(self.run_dir.glob("*.log")), *sorted(self.home.glob("prefect-home/postgres/*.log"))]
+        return "\n".join(p.read_text(errors="replace") for p in paths)
+
+    def postmaster_pid(self) -> int | None:
+        pid_file = self.home / "prefect-home" / "postgres" / "data" / "postmaster.pid"
+        try:
+            return int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def process_family(pids: list[int]) -> set[int]:
+    """`pids` and every process below them or in their process groups."""
+    table = [tuple(map(int, line.split())) for line in subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True, text=True, check=True).stdout.splitlines()]
+    family, roots = set(pids), set(pids)
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid, pgid in table:
+            if pid not in family and (ppid in family or pgid in roots):
+                family.add(pid)
+                grew = True
+    return family
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def server_stack(db: str, prefix: str = "linreg-stack-", **extra: str):
+    """Start the stack with scripts/server.sh; on exit stop it and kill anything it left.
+
+    Yields:
+        Stack. Leftovers after `server.sh stop` are killed and then raised as an error.
+    """
+    home = scratch_dir(prefix)
+    stack = Stack(home, stack_env(home, free_port(), db, **extra), db)
+    try:
+        stack.script("start", START_TIMEOUT)
+        yield stack
+    finally:
+        stop_stack(stack)
+
+
+def stop_stack(stack: Stack) -> None:
+    """`server.sh stop`, then SIGKILL whatever of the recorded families (and PostgreSQL) still runs."""
+    postmaster = stack.postmaster_pid()
+    family = process_family(list(stack.recorded_pids().values())) if stack.run_dir.exists() else set()
+    problems = []
+    try:
+        stack.script("stop", STOP_TIMEOUT)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    if postmaster and alive(postmaster):
+        family |= process_family([postmaster])
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in family) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = sorted(p for p in family if alive(p))
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        problems.append(f"processes left running after server.sh stop, killed: {left}")
+    if problems:
+        raise RuntimeError("\n".join(problems))
+
+
+def run_parameters(output_dir: Path, n: int = 300, solvers: list[str] = SOLVERS, epochs: int | None = None) -> dict:
+    run = {"data": {"n": n}, "solvers": solvers, "device": "cpu", "output_dir": str(output_dir)}
+    if epochs is not None:
+        run["defaults"] = {"epochs": epochs}
+    return {"run": run}
+
+
+def trigger_runs(stack: Stack, count: int, parameters: dict, scheduled_time: datetime | None = None) -> list[UUID]:
+    """Create `count` runs of linreg-local from `count` threads at once; return their ids."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.states import Scheduled
+
+    def one(_: int) -> UUID:
+        with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
+            state = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
+            return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=state).id
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def wait_final(stack: Stack, ids: list[UUID], timeout: float, poll: float = 2.0) -> dict:
+    """Poll until every run is in a final state, or `timeout` passes; return {id: FlowRun}."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+        while True:
+            runs = {r.id: r for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))}
+            if len(runs) == len(ids) and all(r.state and r.state.is_final() for r in runs.values()):
+                return runs
+            if time.monotonic() > deadline:
+                return runs
+            time.sleep(poll)
+
+
+@dataclass
+class RunCheck:
+    """What one run left behind, and what went wrong with it (empty: nothing)."""
+
+    run_id: UUID
+    state: str
+    run_folder: Path | None = None
+    artifact_keys: set = field(default_factory=set)
+    scheduled_to_running_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def check_runs(stack: Stack, runs: dict, output_dir: Path) -> list[RunCheck]:
+    """For each run: Completed, its own artifacts, its own run folder with a summary, its wait."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    checks = []
+    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=list(runs))))
+        for run_id, run in runs.items():
+            check = RunCheck(run_id, run.state.name if run.state else "none")
+            if not (run.state and run.state.is_completed()):
+                check.problems.append(f"ended {check.state}: {run.state.message if run.state else ''}")
+            check.artifact_keys = {a.key for a in artifacts if a.flow_run_id == run_id and a.key}
+            if not {"linreg-summary", "linreg-report"} <= check.artifact_keys:
+                check.problems.append(f"artifacts {sorted(check.artifact_keys)}")
+            folders = list((output_dir / "runs").glob(f"*-{str(run_id)[:8]}"))
+            if len(folders) != 1 or not (folders[0] / "summary.json").is_file():
+                check.problems.append(f"run folders {folders}")
+            else:
+                check.run_folder = folders[0]
+            states = client.read_flow_run_states(run_id)
+            running = [s.timestamp for s in states if s.type.value == "RUNNING"]
+            if running and run.expected_start_time:
+                check.scheduled_to_running_s = (min(running) - run.expected_start_time).total_seconds()
+            checks.append(check)
+    return checks
+
+
+def count_retried(text: str) -> dict[str, int]:
+    return {name: len(pattern.findall(text)) for name, pattern in RETRIED.items()}
+
+
+def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: float = 900, **extra: str) -> dict:
+    """Start a stack on `db`, trigger `runs` runs at once, follow them; return the figures."""
+    with server_stack(db, prefix=f"linreg-load-{db}-", **extra) as stack:
+        output_dir = stack.home / "output"
+        started = time.monotonic()
+        ids = trigger_runs(stack, runs, run_parameters(output_dir, n=n, epochs=epochs))
+        final = wait_final(stack, ids, timeout)
+        wall = time.monotonic() - started
+        checks = check_runs(stack, final, output_dir)
+        logs = stack.logs()
+    states: dict[str, int] = {}
+    for check in checks:
+        states[check.state] = states.get(check.state, 0) + 1
+    gaps = [c.scheduled_to_running_s for c in checks if c.scheduled_to_running_s is not None]
+    return {
+        "db": db, "runs": runs, "n": n, "wall_s": wall, "runs_per_min": runs / wall * 60,
+        "max_scheduled_to_running_s": max(gaps) if gaps else None, "states": states,
+        "retried_errors": count_retried(logs),
+        "run_ids_distinct": len({c.run_folder.name for c in checks if c.run_folder}) == len(checks),
+        "problems": {str(c.run_id): c.problems for c in checks if c.problems},
+        "workers": int(extra.get("LINREG_WORKERS", os.environ.get("LINREG_WORKERS", "2"))),
+        "pool_limit": int(extra.get("LINREG_POOL_LIMIT", os.environ.get("LINREG_POOL_LIMIT", "2"))),
+    }
+
+
+def describe(f: dict) -> str:
+    errors = ", ".join(f"{k} {v}" for k, v in f["retried_errors"].items())
+    gap = f["max_scheduled_to_running_s"]
+    return (f"{f['db']}: {f['runs']} runs, {f['workers']} workers, pool limit {f['pool_limit']}: "
+            f"{f['states']} in {f['wall_s']:.0f} s ({f['runs_per_min']:.1f} runs/min); "
+            f"largest Scheduled→Running {gap if gap is None else round(gap, 1)} s; log lines: {errors}")
+
+
+def run(config: BenchConfig) -> list[Row]:
+    runs, n, epochs = (4, 200, config.epochs) if config.quick else (20, 300, None)
+    figures = {db: burst(db, runs, n=n, epochs=epochs) for db in ("sqlite", "postgres")}
+    for f in figures.values():
+        print(f"bench: load: {describe(f)}", file=sys.stderr, flush=True)
+    sqlite, postgres = figures["sqlite"], figures["postgres"]
+    return [Row(
+        section="load", case=f"{runs} runs at once, PostgreSQL", baseline=f"{runs} runs at once, SQLite",
+        n=n, d=1, reps=1, ours_s=postgres["wall_s"], baseline_s=sqlite["wall_s"],
+        note=f"{describe(postgres)}. {describe(sqlite)}",
+        checks={f"{db}: every run Completed with its artifacts and folder": not f["problems"]
+                and f["states"] == {"Completed": runs} and f["run_ids_distinct"] for db, f in figures.items()},
+        extra={"figures": json.loads(json.dumps(figures, default=str))},
+    )]
