@@ -1,0 +1,25 @@
+"""Twenty deployment runs at once against the stack of `make server` (two workers), on each database.
+
+The stack is scripts/server.sh's, with its defaults (workers, work-pool limit), in a
+temporary PREFECT_HOME on a free loopback port (bench.load.server_stack); the same
+burst is `make bench`'s section "load". About 3 minutes per database on two cores.
+"""
+
+import pytest
+
+from bench.load import burst, describe
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+RUNS = 20
+WAIT = 600  # from the trigger to the last final state; about 2-3 minutes here
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_twenty_runs_at_once_all_complete(db):
+    figures = burst(db, RUNS, timeout=WAIT)
+    print(describe(figures))
+    assert figures["states"] == {"Completed": RUNS}, describe(figures)
+    assert not figures["problems"], figures["problems"]  # each: Completed, its own artifacts, its own folder
+    assert figures["run_ids_distinct"], "two runs share a run id"
+    assert figures["retried_errors"]["submission failed"] == 0, describe(figures)
