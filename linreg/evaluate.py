@@ -1,16 +1,30 @@
 """Score fits against the truth, the closed form and the data."""
 
 import math
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from scipy.special import stdtrit  # the t quantile; scipy.stats costs 3x the import time
 
 from linreg.moments import Moments, accumulate
+from linreg.provenance import Provenance
 from linreg.solvers.base import FitResult, Status
 from linreg.solvers.registry import REFERENCE
 from linreg.specs import DataSpec
 from linreg.storage import DatasetRef
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _null_is_nan(value):
+    return math.nan if value is None else value
+
+
+# JSON has no NaN: pydantic writes a non-finite float as null, so null reads back as NaN
+# (a failed or diverged fit's summary.json then loads again).
+Float = Annotated[float, BeforeValidator(_null_is_nan)]
 
 
 class SolverReport(BaseModel):
@@ -18,16 +32,16 @@ class SolverReport(BaseModel):
 
     solver: str
     status: Status
-    weights: list[float]
-    bias: float
-    seconds: float
+    weights: list[Float]
+    bias: Float
+    seconds: Float
     epochs: int
-    final_loss: float
-    weights_abs_error: list[float]
-    bias_abs_error: float
-    distance_to_closed_form: float
-    mse: float
-    r2: float
+    final_loss: Float
+    weights_abs_error: list[Float]
+    bias_abs_error: Float
+    distance_to_closed_form: Float
+    mse: Float
+    r2: Float
     device: str
     message: str | None = None
     diverged_epoch: int | None = None
@@ -38,11 +52,11 @@ class Interval(BaseModel):
     """Inference for one parameter of the closed-form fit."""
 
     parameter: str
-    estimate: float
-    truth: float
-    std_error: float
-    ci_low: float
-    ci_high: float
+    estimate: Float
+    truth: Float
+    std_error: Float
+    ci_low: Float
+    ci_high: Float
     covers_truth: bool
 
 
@@ -73,6 +87,7 @@ class RunSummary(BaseModel):
     results: list[SolverReport]
     inference: list[Interval]
     training_seconds: float | None = None  # wall time of the whole training step, all solvers together
+    provenance: Provenance | None = None  # commit, versions, host, device; absent in runs made before it existed
 
     def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
@@ -80,6 +95,15 @@ class RunSummary(BaseModel):
         for row in self.results:
             groups.setdefault(row.status, []).append(row.solver)
         return groups
+
+    def to_frame(self) -> "pd.DataFrame":
+        """One row per solver, with the run's id, time, data spec and provenance on every row.
+
+        The same columns, built by the same code, as a row of `linreg.results.load_history`.
+        """
+        from linreg.results import summaries_frame  # deferred: pandas only for those who ask
+
+        return summaries_frame([self])
 
 
 def training_mse_r2(moments: Moments, coef: np.ndarray, intercept: float) -> tuple[float, float]:
@@ -140,7 +164,8 @@ def closed_form_inference(moments: Moments, spec: DataSpec, level: float = 0.95)
 
 
 def summarize(
-    run_id: str, ref: DatasetRef, data, fits: list[FitResult], training_seconds: float | None = None
+    run_id: str, ref: DatasetRef, data, fits: list[FitResult], training_seconds: float | None = None,
+    provenance: Provenance | None = None,
 ) -> RunSummary:
     """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
 
@@ -148,6 +173,7 @@ def summarize(
 
     Args:
         training_seconds: wall time of the training step, when the caller measured it.
+        provenance: the code, libraries, host and device that made the run.
     """
     moments = accumulate(data.iter_chunks(), ref.spec.d)
     reference = next((f for f in fits if f.solver == REFERENCE and f.status == Status.OK), None)
@@ -157,4 +183,5 @@ def summarize(
         results=[evaluate_fit(moments, ref.spec, fit, reference) for fit in fits],
         inference=closed_form_inference(moments, ref.spec),
         training_seconds=training_seconds,
+        provenance=provenance,
     )

@@ -67,3 +67,34 @@ def figure_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def plot_history(frame) -> Figure:
+    """Seconds and error against the truth of each solver across runs, oldest first.
+
+    Args:
+        frame: the history as `linreg.results.load_history` returns it (a row per
+            run and solver, in run order); runs are spaced evenly on the x axis.
+    """
+    runs = list(dict.fromkeys(frame["run_id"]))
+    position = {run: i for i, run in enumerate(runs)}
+    fig = Figure(figsize=(10, 4), dpi=80, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, column, label in ((axes[0], "seconds", "seconds per fit"), (axes[1], "error", "error against the truth")):
+        for solver, rows in frame.groupby("solver", sort=False):
+            values = rows[column].to_numpy(dtype=float)
+            keep = np.isfinite(values) & (values > 0)  # a log axis: a 0 s or failed fit is left out
+            if keep.any():
+                x = [position[r] for r in rows["run_id"][keep]]
+                ax.plot(x, values[keep], "o-", markersize=3, linewidth=1, label=solver)
+        if ax.lines:
+            ax.set_yscale("log")
+        ax.set_xlabel("run (oldest first)")
+        ax.set_ylabel(label)
+        ax.set_title(label.capitalize())
+    ticks = list(range(0, len(runs), max(1, len(runs) // 8)))
+    for ax in axes:
+        ax.set_xticks(ticks, [runs[i][:15] for i in ticks], rotation=30, ha="right", fontsize=7)
+    if axes[0].lines:
+        axes[0].legend(fontsize=7)
+    return fig

@@ -1,43 +1,74 @@
-"""Turn a RunSummary into rows, a console table and a markdown report."""
+"""Turn a RunSummary into rows, a console table and a markdown report; render comparisons and history."""
+
+from __future__ import annotations
 
 import base64
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from linreg.evaluate import RunSummary
 from linreg.solvers.base import Status
 
+if TYPE_CHECKING:  # pandas is imported only where a frame is built: the flow's import stays light
+    import pandas as pd
+
+    from linreg.results import Comparison
+
+# summary.csv and the linreg-summary table: these columns, in this order, from RunSummary.to_frame().
+SUMMARY_COLUMNS = ["solver", "status", "bias", "weights", "bias_abs_error", "max_weight_abs_error",
+                   "distance_to_closed_form", "mse", "r2", "final_loss", "epochs", "seconds", "device", "worker",
+                   "message"]
+# Where a missing value reads better as "" than as None.
+BLANK_WHEN_MISSING = {"worker", "message", "commit"}
+
+
 def _fmt(value: float, digits: int = 6) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
-def _finite_or_none(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def _plain(value):
+    """A plain Python value for tables and CSV: numpy scalars unwrapped, missing and non-finite as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if not isinstance(value, (str, int, float, bool)) and _is_missing(value):  # pd.NA, NaT
+        return None
+    return value
+
+
+def _is_missing(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value)) if np.ndim(value) == 0 else False
+
+
+def frame_rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """Rows of plain Python values: lists of weights joined by spaces, times as ISO text, seconds to 0.1 ms.
+
+    The one step from a results frame to a table artifact or a CSV file.
+    """
+    out = []
+    for record in frame[columns].to_dict("records"):
+        row = {}
+        for key, value in record.items():
+            if isinstance(value, (list, tuple, np.ndarray)):
+                value = " ".join(_fmt(v, 8) for v in value)
+            elif hasattr(value, "isoformat") and not _is_missing(value):
+                value = value.isoformat()
+            value = _plain(value)
+            if key == "seconds" and value is not None:
+                value = round(value, 4)
+            row[key] = "" if value is None and key in BLANK_WHEN_MISSING else value
+        out.append(row)
+    return out
 
 
 def summary_rows(summary: RunSummary) -> list[dict]:
     """One flat row of plain Python values per solver, non-finite numbers as None: for tables and CSV."""
-    return [
-        {k: _finite_or_none(v) for k, v in {
-            "solver": r.solver,
-            "status": r.status.value,  # a plain str: table artifacts take plain types only
-            "bias": r.bias,
-            "weights": " ".join(_fmt(w, 8) for w in r.weights),
-            "bias_abs_error": r.bias_abs_error,
-            "max_weight_abs_error": float(np.max(r.weights_abs_error)),
-            "distance_to_closed_form": r.distance_to_closed_form,
-            "mse": r.mse,
-            "r2": r.r2,
-            "final_loss": r.final_loss,
-            "epochs": r.epochs,
-            "seconds": round(r.seconds, 4),
-            "device": r.device,
-            "worker": r.worker or "",
-            "message": r.message or "",
-        }.items()}
-        for r in summary.results
-    ]
+    return frame_rows(summary.to_frame(), SUMMARY_COLUMNS)
 
 
 def _markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -49,36 +80,116 @@ def _markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _fixed_width(rows: list[dict], columns: list[str], digits: int = 6) -> str:
+    """A left-aligned table for the terminal; None shows as "nan"."""
+    def cell(v) -> str:
+        return _fmt(v, digits) if isinstance(v, float) or v is None else str(v)
+
+    table = [list(columns)] + [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)
+
+
 def console_table(summary: RunSummary) -> str:
     """A fixed-width table for the terminal."""
     columns = ["solver", "status", "bias", "weights", "distance_to_closed_form", "mse", "r2", "seconds"]
-    rows = [[str(c) for c in columns]]
-    for row in summary_rows(summary):
-        rows.append([_fmt(row[c]) if isinstance(row[c], float) else str(row[c]) for c in columns])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return _fixed_width(summary_rows(summary), columns)
+
+
+def provenance_line(summary: RunSummary) -> str:
+    """Which code, libraries, host and device made the run, in one line; says so when unrecorded."""
+    p = summary.provenance
+    if p is None:
+        return "Provenance: not recorded (a run made before linreg recorded it)."
+    return (f"Code: commit `{p.commit or 'unknown (not a git checkout)'}`; Python {p.python}, NumPy {p.numpy}, "
+            f"torch {p.torch or 'not installed'}, Prefect {p.prefect or 'not installed'}  \n"
+            f"Host: `{p.host}`; device: {p.device} ({p.device_name or 'name unknown'})")
+
+
+COMPARISON_COLUMNS = ["solver", "status", "parameters_change", "error_a", "error_b", "error_change", "mse_change",
+                      "seconds_a", "seconds_b", "seconds_ratio", "regression"]
+
+
+def _comparison_rows(comparison: Comparison, marker: str) -> list[dict]:
+    rows = []
+    for row in frame_rows(comparison.frame, list(comparison.frame.columns)):
+        status = row["status_a"] if row["status_a"] == row["status_b"] else f"{row['status_a']} -> {row['status_b']}"
+        regression = f"{marker}: {row['regression']}" if row["regression"] else ""
+        rows.append({**row, "status": status, "regression": regression})
+    return rows
+
+
+def _comparison_summary(comparison: Comparison) -> list[str]:
+    t = comparison.thresholds
+    lines = [*comparison.notes]
+    if comparison.only_a:
+        lines.append(f"only in {comparison.run_a}: {', '.join(comparison.only_a)}")
+    if comparison.only_b:
+        lines.append(f"only in {comparison.run_b}: {', '.join(comparison.only_b)}")
+    found = comparison.regressions
+    lines.append(f"{len(found)} regression(s)" + (f": {'; '.join(found)}" if found else "") +
+                 f" (error tolerance {t.tolerance:g}; slower means over {t.slowdown:g}x and "
+                 f"over +{t.min_seconds:g} s)")
+    return lines
+
+
+def comparison_text(comparison: Comparison) -> str:
+    """`linreg compare`'s output: the runs, a row per solver, notes, then the regressions (or none)."""
+    head = f"A: {comparison.run_a}\nB: {comparison.run_b}" + ("" if comparison.same_data else "  (different data)")
+    table = _fixed_width(_comparison_rows(comparison, "REGRESSION"), COMPARISON_COLUMNS, digits=4)
+    return "\n".join([head, "", table, "", *_comparison_summary(comparison)])
+
+
+def comparison_markdown(comparison: Comparison | None) -> str:
+    """The report's section on the previous run on the same data, regressions in bold."""
+    parts = ["## Compared with the previous run on the same data"]
+    if comparison is None:
+        parts.append("No earlier run on the same data under this data root.")
+        return "\n\n".join(parts)
+    parts.append(f"Previous run: `{comparison.run_a}`. Change = this run minus the previous one.")
+    parts.append(_markdown_table(_comparison_rows(comparison, "**regression**"), COMPARISON_COLUMNS))
+    parts.append("\n".join(f"- {line}" for line in _comparison_summary(comparison)))
+    return "\n\n".join(parts)
+
+
+def history_text(wide: pd.DataFrame) -> str:
+    """`linreg history`'s table: a line per run, oldest first; per solver "seconds s / error"."""
+    solvers = [c[: -len(" s")] for c in wide.columns if c.endswith(" s")]
+    rows = []
+    for row in frame_rows(wide, list(wide.columns)):
+        out = {"run_id": row["run_id"], "n": row["n"], "d": row["d"], "seed": row["seed"],
+               "commit": row["commit"] or "-"}
+        for s in solvers:
+            seconds, error = row[f"{s} s"], row[f"{s} error"]
+            out[s] = "-" if seconds is None and error is None else f"{_fmt(seconds, 3)} s / {_fmt(error, 3)}"
+        rows.append(out)
+    return _fixed_width(rows, ["run_id", "n", "d", "seed", "commit", *solvers])
 
 
 def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_markdown(summary: RunSummary, images: dict[str, bytes]) -> str:
-    """The run report: dataset identity, results, closed-form inference, embedded plots.
+def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: Comparison | None = None) -> str:
+    """The run report: dataset identity, provenance, results, the change since the previous run on
+    the same data, closed-form inference, embedded plots.
 
     Args:
         images: title -> PNG bytes, embedded as data URIs so the UI needs no file access.
+        comparison: this run (B) against the previous run on the same data (A); None when there is none.
     """
     ds = summary.dataset
     parts = [
         f"# linreg run `{summary.run_id}`",
         f"Dataset: `{ds.path}`  \nsha256: `{ds.sha256}`  \n"
         f"n={ds.n}, d={ds.d}, true weights={ds.weights}, true bias={ds.bias}, noise={ds.noise}, seed={ds.seed}",
+        provenance_line(summary),
         "## Results",
         *([f"Training took {summary.training_seconds:.2f} s of wall time for "
            f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
         _markdown_table(summary_rows(summary), ["solver", "status", "bias", "weights", "distance_to_closed_form",
                                                 "mse", "r2", "epochs", "seconds", "message"]),
+        comparison_markdown(comparison),
         "## Closed-form inference (95% confidence intervals)",
         _markdown_table([i.model_dump() for i in summary.inference],
                         ["parameter", "estimate", "truth", "std_error", "ci_low", "ci_high", "covers_truth"]),
@@ -101,3 +212,32 @@ def outcome(summary: RunSummary) -> tuple[bool, str]:
     if not notes:
         return True, f"all {total} solvers ok"
     return Status.FAILED not in groups, f"{len(groups.get(Status.OK, []))} of {total} solvers ok; " + "; ".join(notes)
+
+
+# The linreg-history table artifact: a row per run and solver, the columns worth a glance.
+HISTORY_ARTIFACT_COLUMNS = ["run_id", "time", "n", "d", "noise", "seed", "solver", "status", "seconds", "epochs",
+                            "error", "distance_to_closed_form", "mse", "r2", "device", "commit", "host",
+                            "device_name"]
+HISTORY_REPORT_RUNS = 30
+
+
+def history_markdown(wide: pd.DataFrame, png: bytes | None, root) -> str:
+    """The linreg-history-report: the plot, then the last runs' seconds and errors per solver.
+
+    Args:
+        wide: `linreg.results.history_table` of the history (a row per run).
+        png: the history plot, or None when there is no run.
+    """
+    parts = [f"# linreg history under `{root}`"]
+    if wide.empty:
+        return "\n\n".join(parts + [f"No finished run under `{root}/runs`."]) + "\n"
+    parts.append(f"{len(wide)} runs, oldest first. Seconds per fit, and the largest absolute error of bias and "
+                 "weights against the truth.")
+    if png is not None:
+        parts.append(f"![history]({png_data_uri(png)})")
+    shown = wide.tail(HISTORY_REPORT_RUNS)
+    if len(shown) < len(wide):
+        parts.append(f"The last {len(shown)} runs:")
+    columns = list(shown.columns)
+    parts.append(_markdown_table(frame_rows(shown, columns), columns))
+    return "\n\n".join(parts) + "\n"

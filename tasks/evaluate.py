@@ -1,8 +1,9 @@
-"""Score every fit against the truth and the closed form."""
+"""Score every fit against the truth and the closed form, and record what made the run."""
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from linreg import provenance
 from linreg.evaluate import RunSummary, summarize
 from linreg.solvers import FitResult
 from linreg.storage import DatasetRef, open_dataset
@@ -14,4 +15,5 @@ def evaluate_fits(
     ref: DatasetRef, fits: list[FitResult], run_id: str, training_seconds: float | None = None
 ) -> RunSummary:
     """One pass over the data (streamed when it exceeds the memory budget) scores every fit."""
-    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits, training_seconds)
+    made_by = provenance.collect(provenance.run_device([fit.device for fit in fits]))
+    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits, training_seconds, made_by)

@@ -1,0 +1,399 @@
+"""Runs as pandas DataFrames: one run, the history under a data root, and run-vs-run comparison.
+
+A data root holds `runs/<run-id>/summary.json`, written last by each run: a folder
+without it is a run that is still going or never finished. Loading never fails
+the whole history for one bad folder: it is skipped with a warning naming it.
+"""
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from linreg.evaluate import RunSummary
+from linreg.solvers.base import Status
+
+log = logging.getLogger("linreg.results")
+
+SUMMARY = "summary.json"
+RUN_FILES = ("summary.csv", "fits.png", "losses.png")  # what publish writes before summary.json
+RUN_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
+
+# The history's columns, in order: the run, its data, then one solver's result, then provenance.
+RUN_COLUMNS = ["run_id", "time", "n", "d", "noise", "seed", "true_weights", "true_bias", "dataset_sha256",
+               "dataset_path", "training_seconds"]
+SOLVER_COLUMNS = ["solver", "status", "seconds", "epochs", "error", "max_weight_abs_error", "bias_abs_error",
+                  "distance_to_closed_form", "mse", "r2", "final_loss", "weights", "bias", "weights_abs_error",
+                  "device", "worker", "message", "diverged_epoch"]
+PROVENANCE_COLUMNS = ["commit", "python_version", "numpy_version", "torch_version", "prefect_version", "host",
+                      "run_device", "device_name", "cores", "load_average"]
+COLUMNS = RUN_COLUMNS + SOLVER_COLUMNS + PROVENANCE_COLUMNS
+FLOAT_COLUMNS = ["noise", "true_bias", "training_seconds", "seconds", "error", "max_weight_abs_error",
+                 "bias_abs_error", "distance_to_closed_form", "mse", "r2", "final_loss", "bias", "load_average"]
+INT_COLUMNS = ["n", "d", "seed", "epochs", "diverged_epoch", "cores"]
+SPEC_FIELDS = ("n", "weights", "bias", "noise", "seed")  # what generates a dataset
+STATUS_RANK = {Status.OK: 0, Status.DIVERGED: 1, Status.FAILED: 2}
+
+
+class RunNotFound(LookupError):
+    """A run reference (`latest`, `previous`, an id or a folder) that names no loadable run."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def summary_file(run: Path) -> Path:
+    """The summary.json of a run folder (or the file itself)."""
+    run = Path(run)
+    return run if run.name == SUMMARY and not run.is_dir() else run / SUMMARY
+
+
+def load_run(run: Path) -> RunSummary:
+    """One run's summary.json as a RunSummary.
+
+    Args:
+        run: a run folder, or its summary.json.
+
+    Raises:
+        FileNotFoundError: no summary.json there (the run is unfinished, or this is no run).
+        ValueError: the file is not a valid summary (a pydantic ValidationError, naming the field).
+    """
+    return RunSummary.model_validate_json(summary_file(run).read_bytes())
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every folder under `<root>/runs`, oldest first.
+
+    Run ids begin with their UTC start time, to the second; within a second, the
+    run whose summary.json was written first comes first.
+    """
+    runs = Path(root) / "runs"
+    if not runs.is_dir():
+        return []
+    folders = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(folders, key=_order_key)
+
+
+def _order_key(folder: Path) -> tuple[str, int, str]:
+    match = RUN_TIME.match(folder.name)
+    try:
+        written = (folder / SUMMARY).stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return (match.group(1) if match else "", written, folder.name)
+
+
+def iter_runs(root: Path, newest_first: bool = False) -> Iterator[tuple[Path, RunSummary]]:
+    """(folder, summary) of every complete run under `root`; bad folders are logged and skipped."""
+    folders = run_folders(root)
+    for folder in reversed(folders) if newest_first else folders:
+        summary = _load_or_warn(folder)
+        if summary is not None:
+            yield folder, summary
+
+
+def _load_or_warn(folder: Path) -> RunSummary | None:
+    try:
+        return load_run(folder)
+    except FileNotFoundError:
+        if _other_results(folder):
+            log.debug("skipping %s: not a run folder (a sweep, or another tool's results)", folder)
+        else:
+            log.warning("skipping run folder %s: no %s (the run did not finish, or is still running)", folder, SUMMARY)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(file)"
+        log.warning("skipping run folder %s: damaged %s: %s: %s (%d errors)", folder, SUMMARY, where,
+                    first["msg"], exc.error_count())
+    except (OSError, ValueError) as exc:
+        log.warning("skipping run folder %s: unreadable %s: %s", folder, SUMMARY, exc)
+    return None
+
+
+def _other_results(folder: Path) -> bool:
+    """A folder under runs/ with files, none of them a run's (a sweep's folder, say)."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return bool(names) and not names & set(RUN_FILES)
+
+
+def summaries_frame(summaries: Iterable[RunSummary]) -> pd.DataFrame:
+    """One tidy DataFrame, a row per run and solver, in the order given (see COLUMNS)."""
+    records = [record for summary in summaries for record in _records(summary)]
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    frame[FLOAT_COLUMNS] = frame[FLOAT_COLUMNS].astype("float64")
+    frame[INT_COLUMNS] = frame[INT_COLUMNS].astype("Int64")  # nullable: diverged_epoch is mostly missing
+    frame["time"] = pd.to_datetime(frame["run_id"].str.extract(RUN_TIME, expand=False), format="%Y%m%dT%H%M%SZ",
+                                   utc=True, errors="coerce")
+    return frame
+
+
+def _records(summary: RunSummary) -> list[dict]:
+    ds = summary.dataset
+    p = summary.provenance
+    run = {
+        "run_id": summary.run_id, "time": None, "n": ds.n, "d": ds.d, "noise": ds.noise, "seed": ds.seed,
+        "true_weights": ds.weights, "true_bias": ds.bias, "dataset_sha256": ds.sha256, "dataset_path": ds.path,
+        "training_seconds": summary.training_seconds,
+        "commit": p and p.commit, "python_version": p and p.python, "numpy_version": p and p.numpy,
+        "torch_version": p and p.torch, "prefect_version": p and p.prefect, "host": p and p.host,
+        "run_device": p and p.device, "device_name": p and p.device_name, "cores": p and p.cores,
+        "load_average": p and p.load_average,
+    }
+    return [
+        {
+            **run,
+            "solver": r.solver, "status": r.status.value, "seconds": r.seconds, "epochs": r.epochs,
+            "error": _max([r.bias_abs_error, *r.weights_abs_error]),
+            "max_weight_abs_error": _max(r.weights_abs_error), "bias_abs_error": r.bias_abs_error,
+            "distance_to_closed_form": r.distance_to_closed_form, "mse": r.mse, "r2": r.r2,
+            "final_loss": r.final_loss, "weights": r.weights, "bias": r.bias,
+            "weights_abs_error": r.weights_abs_error, "device": r.device, "worker": r.worker,
+            "message": r.message, "diverged_epoch": r.diverged_epoch,
+        }
+        for r in summary.results
+    ]
+
+
+def _max(values: list[float]) -> float:
+    """The largest value, NaN if any is NaN (a failed fit has no error). Plain Python: np.max
+    costs 10 us a call, a third of the history's load time."""
+    return math.nan if not values or any(math.isnan(v) for v in values) else float(max(values))
+
+
+def load_history(
+    root: Path, *, solvers: list[str] | None = None, n: int | None = None, d: int | None = None,
+    seed: int | None = None, last: int | None = None,
+) -> pd.DataFrame:
+    """Every complete run under `<root>/runs` as one DataFrame: a row per run and solver, oldest first.
+
+    Damaged or unfinished run folders are skipped, each with a warning (logger
+    `linreg.results`) naming the folder.
+
+    Args:
+        solvers: keep only these solvers' rows.
+        n, d, seed: keep only runs whose data has this spec.
+        last: keep only the last `last` runs (after the other filters).
+    """
+    frame = summaries_frame(summary for _, summary in iter_runs(root))
+    keep = pd.Series(True, index=frame.index)
+    for column, value in (("n", n), ("d", d), ("seed", seed)):
+        if value is not None:
+            keep &= frame[column] == value
+    if solvers is not None:
+        keep &= frame["solver"].isin(solvers)
+    frame = frame[keep]
+    if last is not None:
+        frame = frame[frame["run_id"].isin(frame["run_id"].unique()[-last:])] if last > 0 else frame.iloc[:0]
+    return frame.reset_index(drop=True)
+
+
+def history_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The history wide: one row per run (oldest first), a seconds and an error column per solver.
+
+    Returns:
+        Columns run_id, time, n, d, seed, commit, then `<solver> s` and `<solver> error`
+        for each solver, in the order solvers first appear.
+    """
+    runs = frame.drop_duplicates("run_id")[["run_id", "time", "n", "d", "seed", "commit"]].set_index("run_id")
+    solvers = list(dict.fromkeys(frame["solver"]))
+    if not solvers:
+        return runs.reset_index()
+    wide = frame.drop_duplicates(["run_id", "solver"]).pivot(index="run_id", columns="solver", values=["seconds", "error"])
+    parts = {f"{s} {label}": wide[(value, s)] for s in solvers for value, label in (("seconds", "s"), ("error", "error"))}
+    return runs.join(pd.DataFrame(parts)).reset_index()
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding runs
+
+
+def resolve_run(root: Path, reference: str) -> Path:
+    """The run folder that `reference` names.
+
+    Args:
+        reference: "latest", "previous" (the run before the latest), a run folder or
+            its summary.json, or a run id under `<root>/runs`.
+
+    Raises:
+        RunNotFound: naming what was looked for, and where.
+    """
+    if reference in ("latest", "previous"):
+        complete = [f for f in run_folders(root) if (f / SUMMARY).is_file()]
+        index = -1 if reference == "latest" else -2
+        if len(complete) < -index:
+            raise RunNotFound(f"{reference!r}: {len(complete)} finished run(s) under {Path(root) / 'runs'}")
+        return complete[index]
+    path = Path(reference)
+    if summary_file(path).is_file():
+        return summary_file(path).parent
+    by_id = Path(root) / "runs" / reference
+    if "/" not in reference and (by_id / SUMMARY).is_file():
+        return by_id
+    raise RunNotFound(f"{reference!r} is no run folder, and no finished run of that id is under {Path(root) / 'runs'}")
+
+
+def same_data(a: RunSummary, b: RunSummary) -> bool:
+    """Whether two runs fitted the same data: the same file digest, or the same generating spec."""
+    da, db = a.dataset, b.dataset
+    return da.sha256 == db.sha256 or all(getattr(da, k) == getattr(db, k) for k in SPEC_FIELDS)
+
+
+def previous_run(root: Path, summary: RunSummary) -> RunSummary | None:
+    """The most recent earlier run on the same data as `summary` under `root`, if any.
+
+    Reads folders newest first and stops at the first match, checking the dataset's
+    digest on the raw JSON before validating a candidate fully.
+    """
+    own = RUN_TIME.match(summary.run_id)
+    for folder in reversed(run_folders(root)):
+        started = RUN_TIME.match(folder.name)
+        if folder.name == summary.run_id or (own and started and started.group(1) > own.group(1)):
+            continue
+        try:
+            raw = json.loads(summary_file(folder).read_bytes())["dataset"]
+            maybe = raw["sha256"] == summary.dataset.sha256 or all(
+                raw.get(k) == getattr(summary.dataset, k) for k in SPEC_FIELDS)
+        except (OSError, ValueError, KeyError, TypeError):
+            maybe = True  # the full load below names the folder and its problem
+        if maybe:
+            earlier = _load_or_warn(folder)
+            if earlier is not None and same_data(earlier, summary):
+                return earlier
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing two runs
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What counts as a regression from run A to run B.
+
+    Attributes:
+        tolerance: largest allowed growth of a solver's error (absolute). On the same
+            data the error is the largest absolute error of bias and weights against the
+            truth; across different data, where sampling noise moves that error, it is
+            the distance to the closed form fitted on the same data.
+        slowdown: a fit is slower when B's seconds exceed A's times this factor...
+        min_seconds: ...and by at least this many seconds. Timings of fits of a few
+            milliseconds vary by more than 1.5x from run to run (thread scheduling,
+            a busy machine), which is noise, not a regression.
+    """
+
+    tolerance: float = 1e-3
+    slowdown: float = 1.5
+    min_seconds: float = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Run A against run B, solver by solver.
+
+    Attributes:
+        frame: one row per solver in both runs: status_a/b, parameters_change (largest
+            absolute change of bias or a weight; NaN unless both fitted the same truth),
+            error_a/b/_change, distance_a/b, mse_a/b/_change (NaN unless the same data),
+            seconds_a/b, seconds_ratio (NaN unless the same n and d), and `regression`:
+            the reasons, "; "-joined, or "".
+        notes: what was not compared, and why.
+    """
+
+    run_a: str
+    run_b: str
+    same_data: bool
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    thresholds: Thresholds = Thresholds()
+
+    @property
+    def regressions(self) -> list[str]:
+        """"solver: reason" for every regression found."""
+        return [f"{row.solver}: {row.regression}" for row in self.frame.itertuples() if row.regression]
+
+
+def compare(a: RunSummary, b: RunSummary, thresholds: Thresholds = Thresholds()) -> Comparison:
+    """Compare run B (the newer) against run A, for the solvers both ran.
+
+    Runs on different data are compared on what stays comparable: errors against
+    the truth always (flagged through the distance to the closed form), fitted
+    parameters only when the true parameters are the same, MSE only on the same
+    data, seconds only at the same n and d. `notes` says what was left out.
+    """
+    data = same_data(a, b)
+    truth = a.dataset.weights == b.dataset.weights and a.dataset.bias == b.dataset.bias
+    size = (a.dataset.n, a.dataset.d) == (b.dataset.n, b.dataset.d)
+    notes = ([] if data else [_different_data(a, b, truth, size)]) + _busy_machine(a, b)
+    rows_a = {r.solver: r for r in a.results}
+    rows_b = {r.solver: r for r in b.results}
+    rows = [_solver_change(rows_a[s], rows_b[s], data, truth, size, thresholds) for s in rows_b if s in rows_a]
+    columns = ["solver", "status_a", "status_b", "parameters_change", "error_a", "error_b", "error_change",
+               "distance_a", "distance_b", "mse_a", "mse_b", "mse_change", "seconds_a", "seconds_b",
+               "seconds_ratio", "regression"]
+    return Comparison(
+        run_a=a.run_id, run_b=b.run_id, same_data=data, frame=pd.DataFrame(rows, columns=columns), notes=notes,
+        only_a=[s for s in rows_a if s not in rows_b], only_b=[s for s in rows_b if s not in rows_a],
+        thresholds=thresholds,
+    )
+
+
+def _different_data(a: RunSummary, b: RunSummary, truth: bool, size: bool) -> str:
+    def spec(s: RunSummary) -> str:
+        ds = s.dataset
+        return f"n={ds.n}, d={ds.d}, weights={ds.weights}, bias={ds.bias}, noise={ds.noise}, seed={ds.seed}"
+
+    left_out = ([] if truth else ["parameters (the true ones differ)"]) + ["MSE"] + \
+        ([] if size else ["seconds (n or d differ)"])
+    return (f"the runs fitted different data (A: {spec(a)}; B: {spec(b)}): not compared: {', '.join(left_out)}; "
+            f"errors are flagged through the distance to the closed form")
+
+
+def _busy_machine(a: RunSummary, b: RunSummary) -> list[str]:
+    """A note when either run was scored on a machine busier than its cores: its seconds include waiting."""
+    busy = [f"{name} ({s.provenance.load_average:g} on {s.provenance.cores} cores)" for name, s in (("A", a), ("B", b))
+            if s.provenance and s.provenance.load_average is not None and s.provenance.cores
+            and s.provenance.load_average > s.provenance.cores]
+    if not busy:
+        return []
+    return [f"the machine was busy (1-minute load average above its cores) in run {' and '.join(busy)}: "
+            "its fits waited for CPU, so a slowdown may be load rather than code"]
+
+
+def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds) -> dict:
+    err_a, err_b = _max([ra.bias_abs_error, *ra.weights_abs_error]), _max([rb.bias_abs_error, *rb.weights_abs_error])
+    row = {
+        "solver": rb.solver, "status_a": ra.status.value, "status_b": rb.status.value,
+        "parameters_change": _max(np.abs(np.subtract([rb.bias, *rb.weights], [ra.bias, *ra.weights])).tolist())
+        if truth and len(ra.weights) == len(rb.weights) else math.nan,
+        "error_a": err_a, "error_b": err_b, "error_change": err_b - err_a,
+        "distance_a": ra.distance_to_closed_form, "distance_b": rb.distance_to_closed_form,
+        "mse_a": ra.mse if data else math.nan, "mse_b": rb.mse if data else math.nan,
+        "mse_change": rb.mse - ra.mse if data else math.nan,
+        "seconds_a": ra.seconds, "seconds_b": rb.seconds,
+        "seconds_ratio": rb.seconds / ra.seconds if size and ra.seconds > 0 else math.nan,
+    }
+    reasons = []
+    if STATUS_RANK[rb.status] > STATUS_RANK[ra.status]:
+        reasons.append(f"status {ra.status.value} -> {rb.status.value}")
+    grew = (err_b - err_a) if data else (rb.distance_to_closed_form - ra.distance_to_closed_form)
+    if grew > t.tolerance:  # False when either is NaN: a fit with no error already shows in its status
+        what = "error" if data else "distance to the closed form"
+        reasons.append(f"{what} grew by {grew:.3g} (tolerance {t.tolerance:g})")
+    both_ok = ra.status == rb.status == Status.OK
+    if size and both_ok and ra.epochs == rb.epochs and rb.seconds > t.slowdown * ra.seconds \
+            and rb.seconds - ra.seconds > t.min_seconds:
+        reasons.append(f"{rb.seconds / ra.seconds:.2f}x slower ({ra.seconds:.3g} s -> {rb.seconds:.3g} s)")
+    return {**row, "regression": "; ".join(reasons)}
