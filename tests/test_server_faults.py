@@ -63,17 +63,16 @@ def wait_state(stack: Stack, run_id, wanted: str, timeout: float):
 
 def training_started(stack: Stack, run_id, timeout: float = 120) -> None:
     """Wait until a task run of `run_id`'s training is Running: the run is mid-way for sure."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter, \
-        TaskRunFilterStateType
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
     deadline = time.monotonic() + timeout
     with client(stack) as c:
         while time.monotonic() < deadline:
             subflows = c.read_flow_runs(flow_run_filter=FlowRunFilter(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
-            if subflows and c.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id={"any_": [s.id for s in subflows]}),
-                    task_run_filter=TaskRunFilter(state=TaskRunFilterStateType(any_=["RUNNING"]))):
+            tasks = c.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[s.id for s in subflows]))) if subflows else []
+            if any(t.state and t.state.type.value == "RUNNING" and t.name.startswith("train-") for t in tasks):
                 return
             time.sleep(0.5)
     pytest.fail(f"no training task of {run_id} Running after {timeout:g}s\n{stack.log_tail('worker')}")
