@@ -29,7 +29,7 @@ from linreg.specs import DataSpec
 from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
 
 MAX_VALUES = 64  # values per axis; a grid is their product
-MAX_CELLS = 100_000
+MAX_CELLS = 10_000
 
 N = Annotated[int, range_check(1, MAX_N), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_N})]
 D = Annotated[int, range_check(1, MAX_D), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_D})]
