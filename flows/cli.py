@@ -51,7 +51,7 @@ def _split(text: str | None) -> list[str] | None:
 # Modules that add further subcommands. Each has `register(commands)`, which adds its
 # parsers to argparse's subparsers object with `set_defaults(handler=f)`, where
 # `f(args) -> int` is the exit status. Their top level imports nothing heavy.
-SUBCOMMANDS: tuple[str, ...] = ("flows.cli_sweep",)
+SUBCOMMANDS: tuple[str, ...] = ("flows.cli_sweep", "flows.cli_history")
 
 
 def _parser() -> argparse.ArgumentParser:
