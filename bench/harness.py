@@ -42,6 +42,7 @@ SECTIONS: dict[str, SectionInfo] = {
     "runners": SectionInfo("bench.runners", "threads vs processes vs a 2-worker Dask LocalCluster; "
                                             "the default run's training vs max(longest fit, sum / cores)"),
     "scale": SectionInfo("bench.scale", "time and peak RSS per solver for n = 1e6, 1e7, 1e8; streaming GB/s"),
+    "history": SectionInfo("bench.history", "the run history of 1,000 run folders as one DataFrame (target < 2 s)"),
     "load": SectionInfo("bench.load", "20 deployment runs at once on `make server` (2 workers), SQLite vs PostgreSQL"),
 }
 
