@@ -7,7 +7,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.devices import planned_device
+from linreg.devices import DeviceError, planned_device
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
@@ -15,7 +15,8 @@ from linreg.specs import RunSpec
 from linreg.storage import DatasetRef
 from tasks.dataset import prepare_dataset
 from tasks.evaluate import evaluate_fits
-from tasks.interrupt import raise_if_interrupted
+from tasks.events import emit_solver_events
+from tasks.interrupt import raise_if_interrupted, run_deadline
 from tasks.publish import publish_run
 from tasks.runners import costliest_first, intra_op_threads, set_torch_threads, task_runner_for
 from tasks.train import collect_fits, submit_training
@@ -26,41 +27,74 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{str(flow_run.id)[:8]}"
 
 
-@flow(name="linreg-train")
-def train_flow(ref: DatasetRef, run: RunSpec, device: str) -> list[FitResult]:
-    """Submit every solver at once on this flow's task runner; collect each outcome."""
+def _run_spec(value) -> RunSpec:
+    """A flow's `run` parameter as the model (run names are made before parameters are validated)."""
+    if value is None:
+        return RunSpec()
+    return value if isinstance(value, RunSpec) else RunSpec.model_validate(value)
+
+
+def linreg_run_name() -> str:
+    """`n1000-d1-seed42-cpu`: what ran, with the device the fits are planned on."""
+    run = _run_spec(flow_run.parameters.get("run"))
+    try:
+        device = planned_device(run.device, fits_run_here=run.runner != "dask")
+    except DeviceError:
+        device = run.device  # the flow itself reports the error
+    return run.label(device)
+
+
+def train_run_name() -> str:
+    params = flow_run.parameters
+    return "train-" + _run_spec(params.get("run")).label(params.get("device"))
+
+
+@flow(name="linreg-train", flow_run_name=train_run_name)
+def train_flow(ref: DatasetRef, run: RunSpec, device: str, deadline: float | None = None) -> list[FitResult]:
+    """Submit every solver at once on this flow's task runner; collect each outcome.
+
+    Each fit stops past `run.timeouts.fit_seconds`, or past the run's `deadline`
+    (epoch seconds), and is then a `failed` row naming the limit.
+    """
     if run.runner == "threads":
         set_torch_threads(intra_op_threads(run))  # process-wide: once, not per task
     futures = {
-        name: submit_training(ref, name, run.solver_spec(name, device), dask=run.runner == "dask")
+        name: submit_training(
+            ref, name, run.solver_spec(name, device), dask=run.runner == "dask",
+            fit_seconds=run.timeouts.fit_seconds, run_deadline=deadline,
+        )
         for name in costliest_first(run)
     }
     fits = collect_fits({name: futures[name] for name in run.solvers}, run.data.d, device)
-    raise_if_interrupted()  # fits cut short by Ctrl-C are no results
+    raise_if_interrupted(deadline)  # fits cut short by Ctrl-C or the run's time limit are no results
     return fits
 
 
-@flow(name="linreg", log_prints=True)
+@flow(name="linreg", flow_run_name=linreg_run_name, log_prints=True)
 def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     """Fit y = b + x·w with every selected solver and report how each did.
 
     Training runs as a subflow on the task runner that `run.runner` names, so
     a deployment chooses threads, processes or Dask by parameter alone.
     Ends Completed when no solver failed (diverged ones are named in the
-    message), Failed when any solver raised; the artifacts are published either way.
+    message), Failed when any solver raised; the artifacts are published either
+    way, and each diverged or failed solver emits an event (tasks.events).
+    Past `run.timeouts.run_seconds` the run stops at its next safe point and ends Failed.
     """
     run_id = new_run_id()
+    deadline = run_deadline(run.timeouts.run_seconds)
     device = planned_device(run.device, fits_run_here=run.runner != "dask")
     ref = prepare_dataset(run.data, run.output_dir)
-    raise_if_interrupted()
+    raise_if_interrupted(deadline)
 
     started = perf_counter()
-    fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device)
+    fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device, deadline)
     training_seconds = perf_counter() - started
-    raise_if_interrupted()
+    raise_if_interrupted(deadline)
 
     summary = evaluate_fits(ref, fits, run_id, training_seconds)
     publish_run(summary, fits, ref, run.output_dir)
+    emit_solver_events(summary)
 
     succeeded, message = outcome(summary)
     return Completed(message=message, data=summary) if succeeded else Failed(message=message, data=summary)

@@ -123,6 +123,10 @@ class RunSpec(FrozenModel):
     )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="time limits for each fit and the whole run")
 
+    def label(self, device: str | None = None) -> str:
+        """A short name for runs of this spec, e.g. `n1000-d1-seed42-cpu`."""
+        return f"n{self.data.n}-d{self.data.d}-seed{self.data.seed}-{device or self.device}"
+
     def solver_spec(self, name: str, device: str) -> SolverSpec:
         """The solver's tutorial defaults, then `defaults`, then its own overrides, on `device`."""
         spec = self.defaults.apply(SOLVERS[name].defaults)

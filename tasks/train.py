@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.context import TaskRunContext
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
 from linreg.devices import resolve_device
@@ -14,16 +14,6 @@ from linreg.storage import DatasetRef, open_dataset
 from tasks.dataset import memory_budget
 from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
-
-
-def fit_cache_key(context: TaskRunContext, parameters: dict) -> str:
-    """Key on the file's digest and the spec, never on arrays (their hashes are unstable).
-
-    Scoped to the flow run: a new run measures its own fits.
-    """
-    ref: DatasetRef = parameters["ref"]
-    spec: SolverSpec = parameters["spec"]
-    return f"{context.task_run.flow_run_id}-{ref.sha256}-{parameters['solver']}-{spec.model_dump_json()}"
 
 
 def dask_worker_address() -> str | None:
@@ -36,14 +26,20 @@ def dask_worker_address() -> str | None:
         return None
 
 
-@task(name="train", cache_key_fn=fit_cache_key, retries=0)  # a failed fit is a result, not a blip
-def train_solver(ref: DatasetRef, solver: str, spec: SolverSpec) -> FitResult:
+# Nothing is cached or persisted: a fit takes seconds and a rerun should measure its own
+# (the dataset is what is reused, by content digest, under the data root). retries=0:
+# a failed fit is a result, not a blip.
+@task(name="train", cache_policy=NO_CACHE, persist_result=False, retries=0)
+def train_solver(
+    ref: DatasetRef, solver: str, spec: SolverSpec, fit_seconds: float | None = None, run_deadline: float | None = None
+) -> FitResult:
+    """Fit one solver; it stops with FitTimedOut past `fit_seconds` or the run's deadline (epoch seconds)."""
     info = SOLVERS[solver]
     spec = spec.model_copy(update={"device": resolve_device(spec.device)})  # on the machine that runs it
     data = open_dataset(ref, memory_budget())  # in memory within the budget, else streamed one row group at a time
     key = f"linreg-train-{solver.replace('_', '-')}-progress"
     with rows_progress(info.rows_streamed(data, spec), f"{solver}: rows streamed", key=key) as progress:
-        fit = info.fit(data, spec, progress=interruptible(progress))
+        fit = info.fit(data, spec, progress=interruptible(progress, fit_seconds, run_deadline))
     return replace(fit, worker=dask_worker_address())
 
 
@@ -60,17 +56,21 @@ def routing_tags(solver: str, device: str) -> set[str]:
     return {"cuda"} if device.startswith("cuda") else set()
 
 
-def submit_training(ref: DatasetRef, solver: str, spec: SolverSpec, dask: bool) -> PrefectFuture:
+def submit_training(
+    ref: DatasetRef, solver: str, spec: SolverSpec, dask: bool,
+    fit_seconds: float | None = None, run_deadline: float | None = None,
+) -> PrefectFuture:
     """Submit one solver. Under Dask, `cuda` tasks ask for a worker resource GPU=1, so only
     workers started with `--resources GPU=1` run them."""
     tags = routing_tags(solver, spec.device)
     task = train_solver.with_options(task_run_name=f"train-{solver}", tags=tags)
+    args = (ref, solver, spec, fit_seconds, run_deadline)
     if dask and "cuda" in tags:
         import dask as dask_config  # deferred: dask is only paid for when used
 
         with dask_config.annotate(resources={"GPU": 1}):
-            return task.submit(ref, solver, spec)
-    return task.submit(ref, solver, spec)
+            return task.submit(*args)
+    return task.submit(*args)
 
 
 def collect_fits(futures: dict[str, PrefectFuture], d: int, device: str) -> list[FitResult]:

@@ -266,3 +266,77 @@ def test_a_training_task_that_raises_is_not_retried(prefect_server, tmp_path, fa
     assert statuses == {
         "closed_form": ("ok", None), "fails_once": ("failed", "RuntimeError: injected first-call failure"),
     }
+
+
+def test_runs_are_named_after_what_ran(default_run):
+    _, state, _ = default_run
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        parent = client.read_flow_run(flow_run_id)
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
+    assert parent.name == "n200-d2-seed42-cpu"
+    assert [child.name for child in children] == ["train-n200-d2-seed42-cpu"]
+
+
+def test_a_run_persists_nothing_in_prefect_home(prefect_server, tmp_path):
+    """Result persistence is off (see tasks/train.py): no pickles pile up in $PREFECT_HOME/storage.
+    (Prefect 3.9 always writes the exception of a *failed* flow run there; other tests make some.)"""
+    from prefect.settings import get_current_settings
+
+    storage = get_current_settings().results.local_storage_path
+    before = set(storage.iterdir()) if storage.exists() else set()
+    state = linreg_flow(small_run(tmp_path), return_state=True)
+    assert state.is_completed()
+    assert (set(storage.iterdir()) if storage.exists() else set()) == before
+
+
+def solver_events(flow_run_id, expected: int, timeout: float = 15.0) -> list:
+    """linreg.solver.* events about a flow run, polled until `expected` have arrived."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    query = EventFilter(event=EventNameFilter(prefix=["linreg.solver."]),
+                        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            events = client.read_events(query, limit=50).events  # the server refuses the default 100
+        if len(events) >= expected or time.monotonic() > deadline:
+            return events
+        time.sleep(0.25)
+
+
+def test_diverged_and_failed_solvers_emit_events(prefect_server, tmp_path, exploding_solver):
+    run = small_run(tmp_path, solvers=["closed_form", "torch_autograd", exploding_solver],
+                    defaults={"epochs": 50, "lr": 10.0})
+    state = linreg_flow(run, return_state=True)
+    assert state.message == "1 of 3 solvers ok; 1 failed (exploding); 1 diverged (torch_autograd)"
+    events = solver_events(state.state_details.flow_run_id, expected=2)
+    found = {e.payload["solver"]: (e.event, e.payload["message"]) for e in events}
+    assert found == {
+        "torch_autograd": ("linreg.solver.diverged", "loss became non-finite at epoch 15; try a smaller lr"),
+        "exploding": ("linreg.solver.failed", "RuntimeError: injected failure"),
+    }
+    assert all(e.related[0]["prefect.resource.name"] == "linreg" for e in events)
+
+
+def test_a_fit_past_its_time_limit_fails_alone(prefect_server, tmp_path):
+    run = small_run(tmp_path, solvers=["closed_form", "numpy_gd"],
+                    overrides={"numpy_gd": {"epochs": 10_000_000}}, timeouts={"fit_seconds": 0.5})
+    started = time.monotonic()
+    state = linreg_flow(run, return_state=True)
+    assert time.monotonic() - started < 60
+    assert state.is_failed() and state.message == "1 of 2 solvers ok; 1 failed (numpy_gd)"
+    rows = {r.solver: r for r in state.result(raise_on_failure=False).results}
+    assert rows["closed_form"].status == "ok"
+    assert rows["numpy_gd"].message == "FitTimedOut: the fit went past its time limit of 0.5 s (timeouts.fit_seconds)"
+
+
+def test_a_run_past_its_time_limit_stops_and_fails(prefect_server, tmp_path):
+    run = small_run(tmp_path, solvers=["numpy_gd"], defaults={"epochs": 10_000_000}, timeouts={"run_seconds": 2})
+    started = time.monotonic()
+    state = linreg_flow(run, return_state=True)
+    assert time.monotonic() - started < 60
+    assert state.is_failed() and "the run went past its time limit (timeouts.run_seconds)" in state.message
+    assert not (run.output_dir / "runs").exists()  # nothing published
