@@ -49,7 +49,48 @@ def resolve_device(device: str = "auto") -> str:
     return f"cuda:{index}"
 
 
-def planned_device(device: str, fits_run_here: bool) -> str:
+# `--device auto` picks CUDA only for data of at least this many elements (n·d); below it,
+# a fit is bound by per-kernel launch and host-sync costs, and the CPU wins.
+# NOT YET MEASURED BY A SWEEP: estimated on 2026-11-30 from the NVIDIA H200 figures quoted in
+# issue 13 (torch_dataloader at n=1000: 15.8 s on the GPU against 5.5 s on the CPU; full-batch
+# epochs at n=1e7, d=1 in 0.42-0.75 ms, launch-bound below about 1e6 elements). Replace it with
+# the crossover that `linreg sweep --n 1e3,1e4,1e5,1e6,1e7 --device cpu,cuda` reports on a GPU
+# machine (its crossover table gives n·d per solver), with that date and card.
+CUDA_MIN_ELEMENTS = 1_000_000
+
+
+def auto_device(elements: int | None, cuda_count: int) -> tuple[str, str]:
+    """What "auto" picks, and why, for data of `elements` = n·d on a machine with `cuda_count` GPUs.
+
+    Returns:
+        ("cpu" or "cuda:0", a reason for the log and the summary).
+    """
+    if cuda_count == 0:
+        return "cpu", "auto: no CUDA device on this machine"
+    if elements is None:
+        return "cuda:0", "auto: CUDA is available (data size not given)"
+    if elements < CUDA_MIN_ELEMENTS:
+        return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
+    return "cuda:0", f"auto: n·d = {elements:,} is at or above the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
+
+
+def explain_device(device: str = "auto", elements: int | None = None) -> tuple[str, str]:
+    """`resolve_device`, with the reason for its choice: for "auto", the data size against the crossover.
+
+    Args:
+        elements: n·d of the data; with "auto", below CUDA_MIN_ELEMENTS the CPU is chosen.
+
+    Raises:
+        DeviceError: see `resolve_device`.
+    """
+    if parse_device(device) != "auto":
+        return resolve_device(device), f"{device} as asked"
+    import torch  # deferred: "cpu" must not pay torch's import
+
+    return auto_device(elements, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def planned_device(device: str, fits_run_here: bool, elements: int | None = None) -> str:
     """The device the pipeline plans the fits for, decided once per run, before any work.
 
     When the fits run on this machine (threads or processes), the choice is
@@ -58,12 +99,15 @@ def planned_device(device: str, fits_run_here: bool) -> str:
     fits run on workers whose hardware this machine cannot see (a GPU worker
     behind a CPU-only scheduler host), so the string is kept as given: "cuda"
     still routes the tasks to GPU workers, and each task resolves it with
-    `resolve_device` on the worker that runs it.
+    `resolve_device` on the worker that runs it. Given `elements` (n·d), "auto"
+    picks CUDA only at or above the crossover (`explain_device`).
 
     Raises:
         DeviceError: (fits_run_here only) see `resolve_device`.
     """
-    return resolve_device(device) if fits_run_here else parse_device(device)
+    if not fits_run_here:
+        return parse_device(device)
+    return explain_device(device, elements)[0] if elements is not None else resolve_device(device)
 
 
 SMALL_TENSOR = 1 << 16

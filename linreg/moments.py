@@ -123,7 +123,8 @@ class Moments:
 
 
 def accumulate(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]], d: int, progress: Callable[[int], None] | None = None
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], d: int, progress: Callable[[int], None] | None = None,
+    of_chunk: Callable[[np.ndarray, np.ndarray], Moments] | None = None,
 ) -> Moments:
     """Merge the moments of every (x, y) chunk.
 
@@ -135,12 +136,14 @@ def accumulate(
     Args:
         chunks: (k, d) features and (k,) targets.
         progress: called with the rows of each chunk once it is summed.
+        of_chunk: the moments of one chunk (default `Moments.of_chunk`; on CUDA, `moments_on_device`).
     """
+    of_chunk = of_chunk or Moments.of_chunk
     total = Moments.empty(d)
     with threadpool_limits(1, user_api="blas"):
         for x, y in chunks:
             if len(y):
-                total = total.merge(Moments.of_chunk(x, y))
+                total = total.merge(of_chunk(x, y))
             if progress:
                 progress(len(y))
     return total
@@ -242,4 +245,82 @@ def centred_products(x: np.ndarray, y: np.ndarray, mean_x: np.ndarray, mean_y: f
     return Moments(
         n=n, mean_x=mean_x + sx / n, mean_y=float(mean_y + sy / n),
         sxx=sxx - np.outer(sx, sx) / n, sxy=sxy - sx * sy / n, syy=float(syy - sy * sy / n),
+    )
+
+
+# --- On a CUDA device, in float64 ------------------------------------------------------------------
+
+# Rows per block of the batched products: each block's (d + 2)² sums are one small matmul, and the
+# blocks run as one bmm, so the n·(d + 2) values are read once, with the card's parallelism.
+DEVICE_BLOCK_ROWS = 1 << 16
+
+
+def augmented_tensor(x: np.ndarray, y: np.ndarray, device: str):
+    """[x, y, 1] as one float64 (k, d + 2) tensor on `device`: x and y are copied there once, into place."""
+    import torch  # deferred: the CPU path never imports torch
+
+    k, d = x.shape
+    z = torch.empty((k, d + 2), dtype=torch.float64, device=device)
+    z[:, :d].copy_(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)))
+    z[:, d].copy_(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float64)))
+    z[:, d + 1] = 1.0
+    return z
+
+
+def gram(z):
+    """zᵀz in float64 for a tall (k, m) tensor, as a (m, m) NumPy array: blocks of rows in one bmm."""
+    k, m = z.shape
+    blocks_ = k // DEVICE_BLOCK_ROWS
+    head = z[: blocks_ * DEVICE_BLOCK_ROWS].view(blocks_, DEVICE_BLOCK_ROWS, m)
+    total = head.transpose(1, 2).bmm(head).sum(dim=0) if blocks_ else z.new_zeros((m, m))
+    tail = z[blocks_ * DEVICE_BLOCK_ROWS :]
+    if len(tail):
+        total = total + tail.T @ tail
+    return total.cpu().numpy()
+
+
+def moments_on_device(x: np.ndarray, y: np.ndarray, device: str) -> Moments:
+    """`Moments.of_chunk` on a CUDA device, in float64: the same raw sums and cancellation check.
+
+    x and y move to the device once, as [x, y, 1]; one batched product gives every
+    raw sum. When centring would cancel too much, a second pass sums the centred
+    data on the device, block by block (no full-size centred copy).
+    """
+    z = augmented_tensor(x, y, device)
+    return moments_of_augmented(z)
+
+
+def moments_of_augmented(z) -> Moments:
+    """Moments of x and y held on a device as z = [x, y, 1] (k, d + 2), float64."""
+    n, d = len(z), z.shape[1] - 2
+    g = gram(z)
+    xx, xy, sx, yy, sy = g[:d, :d], g[:d, d], g[:d, d + 1], g[d, d], g[d, d + 1]
+    mean_x, mean_y = sx / n, sy / n
+    sxx = xx - n * np.outer(mean_x, mean_x)
+    sxy = xy - n * mean_x * mean_y
+    syy = yy - n * mean_y**2
+    raw = np.append(np.diag(xx), yy)
+    centred = np.append(np.diag(sxx), syy)
+    if not np.all(raw <= MAX_CANCELLATION * centred):
+        return centred_on_device(z, mean_x, float(mean_y))
+    return Moments(n=n, mean_x=mean_x, mean_y=float(mean_y), sxx=sxx, sxy=sxy, syy=float(syy))
+
+
+def centred_on_device(z, mean_x: np.ndarray, mean_y: float) -> Moments:
+    """`centred_products` on the device: the corrected two-pass sums, one block of rows at a time."""
+    import torch
+
+    n, d = len(z), z.shape[1] - 2
+    means = torch.from_numpy(np.append(mean_x, mean_y)).to(z.device)
+    products = z.new_zeros((d + 1, d + 1))
+    sums = z.new_zeros(d + 1)
+    for block in z[:, : d + 1].split(DEVICE_BLOCK_ROWS * 16):
+        centred = block - means
+        products += centred.T @ centred
+        sums += centred.sum(dim=0)
+    c, s = products.cpu().numpy(), sums.cpu().numpy()
+    sx, sy = s[:d], s[d]
+    return Moments(
+        n=n, mean_x=mean_x + sx / n, mean_y=float(mean_y + sy / n),
+        sxx=c[:d, :d] - np.outer(sx, sx) / n, sxy=c[:d, d] - sx * sy / n, syy=float(c[d, d] - sy * sy / n),
     )

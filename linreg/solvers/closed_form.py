@@ -14,15 +14,19 @@ from RAM once. Two checks keep it as accurate as `numpy.linalg.lstsq`:
   memory is solved by lstsq on [1, x]; streamed data, which cannot be held,
   gets the minimum-norm solution of the centred moments (`Moments.solve`).
   Either way the status stays "ok".
+
+On a CUDA device the moments are summed there, in float64, from [x, y, 1]
+moved once (`linreg.moments.moments_on_device`); the same checks apply.
 """
 
+from functools import partial
 from time import perf_counter
 from typing import Callable
 
 import numpy as np
 
 from linreg.data import DataSource
-from linreg.moments import Moments, accumulate, solve_centred
+from linreg.moments import Moments, accumulate, moments_on_device, solve_centred
 from linreg.solvers.base import FitResult, SolverSpec
 
 
@@ -40,21 +44,24 @@ def lstsq_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | None = None) -> FitResult:
     """Solve least squares exactly: in one pass over data in memory, or one row group at a time when streamed.
 
-    `spec` is unused: the closed form has no hyperparameters.
+    `spec.device` alone is read: on CUDA the moments are summed there in float64
+    (`linreg.moments.moments_on_device`); the small solve stays on the CPU.
 
     Args:
         progress: called with the rows done: per chunk as it is summed when streamed, once in memory.
     """
     start = perf_counter()
+    cuda = spec.device.startswith("cuda")
+    of_chunk = partial(moments_on_device, device=spec.device) if cuda else Moments.of_chunk
     arrays = data.arrays()
     if arrays is not None:
-        solution = solve_centred(Moments.of_chunk(*arrays)) if data.n else None
+        solution = solve_centred(of_chunk(*arrays)) if data.n else None
         coef, intercept = solution if solution is not None else lstsq_fit(*arrays)
         if progress:
             progress(data.n)
     else:
-        coef, intercept = accumulate(data.iter_chunks(), data.d, progress).solve()
+        coef, intercept = accumulate(data.iter_chunks(), data.d, progress, of_chunk).solve()
     return FitResult(
         solver="closed_form", coef=coef, intercept=intercept,
-        seconds=perf_counter() - start, device="cpu",
+        seconds=perf_counter() - start, device=spec.device if cuda else "cpu",
     )
