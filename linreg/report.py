@@ -152,18 +152,27 @@ def comparison_markdown(comparison: Comparison | None) -> str:
     return "\n\n".join(parts)
 
 
-def history_text(wide: pd.DataFrame) -> str:
-    """`linreg history`'s table: a line per run, oldest first; per solver "seconds s / error"."""
+def _history_cells(wide: pd.DataFrame) -> tuple[list[dict], list[str]]:
+    """Rows and columns of the history table: the run, then per solver "seconds s / error",
+    or "seconds s / diverged" (or failed) for a fit that did not end ok, "-" where not fitted."""
     solvers = [c[: -len(" s")] for c in wide.columns if c.endswith(" s")]
     rows = []
     for row in frame_rows(wide, list(wide.columns)):
         out = {"run_id": row["run_id"], "n": row["n"], "d": row["d"], "seed": row["seed"],
                "commit": row["commit"] or "-"}
         for s in solvers:
-            seconds, error = row[f"{s} s"], row[f"{s} error"]
-            out[s] = "-" if seconds is None and error is None else f"{_fmt(seconds, 3)} s / {_fmt(error, 3)}"
+            seconds, error, status = row[f"{s} s"], row[f"{s} error"], row[f"{s} status"]
+            if status is None:  # this run did not fit that solver
+                out[s] = "-"
+            else:
+                out[s] = f"{_fmt(seconds, 3)} s / " + (_fmt(error, 3) if status == Status.OK else status)
         rows.append(out)
-    return _fixed_width(rows, ["run_id", "n", "d", "seed", "commit", *solvers])
+    return rows, ["run_id", "n", "d", "seed", "commit", *solvers]
+
+
+def history_text(wide: pd.DataFrame) -> str:
+    """`linreg history`'s table: a line per run, oldest first (see `_history_cells`)."""
+    return _fixed_width(*_history_cells(wide))
 
 
 def png_data_uri(png: bytes) -> str:
@@ -231,13 +240,12 @@ def history_markdown(wide: pd.DataFrame, png: bytes | None, root) -> str:
     parts = [f"# linreg history under `{root}`"]
     if wide.empty:
         return "\n\n".join(parts + [f"No finished run under `{root}/runs`."]) + "\n"
-    parts.append(f"{len(wide)} runs, oldest first. Seconds per fit, and the largest absolute error of bias and "
-                 "weights against the truth.")
+    parts.append(f"{len(wide)} runs, oldest first. Per solver: seconds of the fit / the largest absolute error of "
+                 "bias and weights against the truth (or the status of a fit that did not end ok).")
     if png is not None:
         parts.append(f"![history]({png_data_uri(png)})")
     shown = wide.tail(HISTORY_REPORT_RUNS)
     if len(shown) < len(wide):
         parts.append(f"The last {len(shown)} runs:")
-    columns = list(shown.columns)
-    parts.append(_markdown_table(frame_rows(shown, columns), columns))
+    parts.append(_markdown_table(*_history_cells(shown)))
     return "\n\n".join(parts) + "\n"

@@ -204,18 +204,19 @@ def load_history(
 
 
 def history_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The history wide: one row per run (oldest first), a seconds and an error column per solver.
+    """The history wide: one row per run (oldest first), seconds, error and status columns per solver.
 
     Returns:
-        Columns run_id, time, n, d, seed, commit, then `<solver> s` and `<solver> error`
-        for each solver, in the order solvers first appear.
+        Columns run_id, time, n, d, seed, commit, then `<solver> s`, `<solver> error` and
+        `<solver> status` for each solver, in the order solvers first appear.
     """
     runs = frame.drop_duplicates("run_id")[["run_id", "time", "n", "d", "seed", "commit"]].set_index("run_id")
     solvers = list(dict.fromkeys(frame["solver"]))
     if not solvers:
         return runs.reset_index()
-    wide = frame.drop_duplicates(["run_id", "solver"]).pivot(index="run_id", columns="solver", values=["seconds", "error"])
-    parts = {f"{s} {label}": wide[(value, s)] for s in solvers for value, label in (("seconds", "s"), ("error", "error"))}
+    values = {"seconds": "s", "error": "error", "status": "status"}
+    wide = frame.drop_duplicates(["run_id", "solver"]).pivot(index="run_id", columns="solver", values=list(values))
+    parts = {f"{s} {label}": wide[(value, s)] for s in solvers for value, label in values.items()}
     return runs.join(pd.DataFrame(parts)).reset_index()
 
 

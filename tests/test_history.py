@@ -56,6 +56,22 @@ def test_history_prints_a_line_per_run_oldest_first_and_writes_csv_and_png(three
     assert (root / "history.png").read_bytes().startswith(PNG)
 
 
+def test_a_fit_that_did_not_end_ok_shows_its_status_and_an_absent_one_a_dash(tmp_path, three_runs, capsys):
+    from linreg.data import make_dataset
+    from linreg.solvers import SOLVERS
+    from linreg.solvers.base import failed_result
+
+    _, runs = three_runs
+    first = runs[0].model_copy(update={"results": runs[0].results[:2]})  # no numpy_sgd
+    save(tmp_path, first)
+    data = make_dataset(SPEC)
+    fits = [SOLVERS[s].fit(data, SOLVERS[s].defaults) for s in ("closed_form", "numpy_sgd")]
+    make_run(tmp_path, run_id(2), fits=[fits[0], failed_result("numpy_gd", 2, RuntimeError("x")), fits[1]])
+    code, lines, _ = history(capsys, "--output-dir", str(tmp_path))
+    assert code == 0 and lines[0].split()[5:] == ["closed_form", "numpy_gd", "numpy_sgd"]
+    assert lines[1].split()[-1] == "-" and "0 s / failed" in lines[2]
+
+
 def test_history_filters_by_seed_solvers_and_last(three_runs, capsys):
     root, runs = three_runs
     code, lines, _ = history(capsys, "--output-dir", str(root), "--seed", "4")

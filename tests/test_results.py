@@ -173,10 +173,10 @@ def test_history_table_has_a_row_per_run_and_two_columns_per_solver(three_runs):
     root, runs = three_runs
     wide = history_table(load_history(root))
     assert list(wide["run_id"]) == [r.run_id for r in runs]
-    assert list(wide.columns[6:]) == [f"{s} {c}" for s in SOLVER_NAMES for c in ("s", "error")]
+    assert list(wide.columns[6:]) == [f"{s} {c}" for s in SOLVER_NAMES for c in ("s", "error", "status")]
     for run, (_, row) in zip(runs, wide.iterrows()):
         for r in run.results:
-            assert row[f"{r.solver} s"] == r.seconds
+            assert row[f"{r.solver} s"] == r.seconds and row[f"{r.solver} status"] == "ok"
             assert row[f"{r.solver} error"] == max(r.bias_abs_error, *r.weights_abs_error)
 
 
