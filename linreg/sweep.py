@@ -282,7 +282,9 @@ def frame_rows(frame) -> list[dict]:
 
 
 def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def count_statuses(frame) -> dict[str, int]:
@@ -335,8 +337,9 @@ def crossover_table(frame):
         n = int(both.index[first])
         verdict = f"CUDA faster from n = {n:,}" + (" (the smallest n swept)" if first == 0 else "")
         rows.append({**row, "crossover_n": n, "crossover_elements": n * int(d), "verdict": verdict})
-    return pd.DataFrame(rows, columns=["solver", "d", "crossover_n", "crossover_elements", "cpu_s", "cuda_s",
-                                       "verdict"])
+    table = pd.DataFrame(rows, columns=["solver", "d", "crossover_n", "crossover_elements", "cpu_s", "cuda_s",
+                                        "verdict"])
+    return table.astype({"crossover_n": "Int64", "crossover_elements": "Int64", "cpu_s": float, "cuda_s": float})
 
 
 # --- Plots -----------------------------------------------------------------------------------------
