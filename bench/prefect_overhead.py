@@ -62,7 +62,8 @@ def run_quietly(command: list[str], env: dict[str, str | None] | None = None, ti
     Args:
         env: variables to set on top of this process's environment; None removes one.
     """
-    merged = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    # LINREG_SERVER_RUN_DIR: never report to a `make server` that happens to run in this checkout.
+    merged = {**os.environ, "MPLBACKEND": "Agg", "LINREG_SERVER_RUN_DIR": os.devnull, **(env or {})}
     env = {k: v for k, v in merged.items() if v is not None}
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,

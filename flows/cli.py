@@ -16,7 +16,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.local_api import TemporaryAPI, TemporaryAPIError, drain_prefect_workers
+from flows.local_api import (
+    APIUnreachable,
+    TemporaryAPI,
+    TemporaryAPIError,
+    check_api,
+    drain_prefect_workers,
+    project_server,
+    serve_or_wait,
+    ui_port,
+)
 from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
 from linreg.specs import RunSpec
@@ -51,7 +60,7 @@ def _split(text: str | None) -> list[str] | None:
 # Modules that add further subcommands. Each has `register(commands)`, which adds its
 # parsers to argparse's subparsers object with `set_defaults(handler=f)`, where
 # `f(args) -> int` is the exit status. Their top level imports nothing heavy.
-SUBCOMMANDS: tuple[str, ...] = ("flows.cli_sweep", "flows.cli_history")
+SUBCOMMANDS: tuple[str, ...] = ("flows.cli_ui", "flows.cli_sweep", "flows.cli_history")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -198,37 +207,70 @@ def _prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
 
 
-def _run_flow(spec: RunSpec):
-    """Run the flow on the configured API, or on a temporary one that this call starts and stops.
+def _waiting(lock_path: Path) -> None:
+    print(f"linreg run: {lock_path.parent} is in use by another linreg run or a starting `linreg ui` "
+          "(one process writes its database at a time); waiting", file=sys.stderr, flush=True)
 
-    With no PREFECT_API_URL in the environment the temporary API is launched
-    first thing, before Prefect is even imported (1 s), so that its start-up
-    (about 5 s) overlaps every import the run needs. A URL set in a Prefect
-    profile is only known once Prefect is imported: then the launch is undone.
+
+def _report_to(url: str, why: str) -> None:
+    os.environ["PREFECT_API_URL"] = url  # read by Prefect when it is imported, below
+    print(f"linreg run: reporting to {why} at {url}", file=sys.stderr, flush=True)
+
+
+def _run_flow(spec: RunSpec):
+    """Run the flow, and return its final state and the UI address that shows it (or None).
+
+    Where the run reports, first match wins:
+    1. `PREFECT_API_URL`, when the user set it (it must answer within 10 s);
+    2. the project's own server (`make server`), when it runs;
+    3. `linreg ui` (`make ui`), when it serves this PREFECT_HOME's database;
+    4. a temporary API on this PREFECT_HOME, started here and stopped at the end,
+       while this process holds the home's lock (flows.local_api.HomeLock), so
+       that two processes never write one SQLite file at once. `make ui` shows
+       the run afterwards.
+
+    The temporary API is launched first thing, before Prefect is even imported
+    (1 s), so that its start-up (about 5 s) overlaps every import the run needs.
+    A URL set in a Prefect profile is only known once Prefect is imported: then
+    the launch is undone.
 
     Raises:
+        APIUnreachable: the configured API does not answer.
         TemporaryAPIError: the temporary API did not start (it is stopped).
     """
     with ExitStack() as stack:
-        api = None
-        if not os.environ.get("PREFECT_API_URL"):
-            api = stack.enter_context(TemporaryAPI(_prefect_home() / "temporary-api.log"))
+        api, ui = None, None
+        if os.environ.get("PREFECT_API_URL"):
+            check_api(os.environ["PREFECT_API_URL"])
+        elif url := project_server():
+            _report_to(url, "the project's Prefect server (make server)")
+        else:
+            lock, url = serve_or_wait(_prefect_home(), on_wait=_waiting)
+            if url:
+                _report_to(url, "the Prefect UI server (make ui)")
+            else:
+                stack.callback(lock.release)
+                api = stack.enter_context(TemporaryAPI(_prefect_home() / "temporary-api.log"))
+                ui = f"http://127.0.0.1:{ui_port()}"
         from prefect.settings import get_current_settings
 
         settings = get_current_settings()
         if api is not None and (settings.api.url or not settings.server.ephemeral.enabled):
             api.stop()
-            api = None
+            api, ui = None, None
         _warm_imports(spec)
         url = api.wait_until_healthy() if api is not None else None
         from flows.linreg_flow import linreg_flow
 
         raise_if_interrupted()  # a signal that came while the API started
         try:
-            return _in_flow_thread(lambda: _with_settings(url, lambda: linreg_flow(spec, return_state=True)))
+            state = _in_flow_thread(lambda: _with_settings(url, lambda: linreg_flow(spec, return_state=True)))
         finally:
             if api is not None:
                 drain_prefect_workers()  # before the API stops
+        base = ui or (settings.ui_url if settings.api.url else None)
+        page = f"{base.rstrip('/')}/runs/flow-run/{state.state_details.flow_run_id}" if base else None
+        return state, (f"{page}  (open it with: make ui)" if ui and page else page)
 
 
 def _with_settings(url: str | None, call):
@@ -274,8 +316,8 @@ def run(spec: RunSpec) -> int:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, _interrupt)
     try:
-        state = _run_flow(spec)
-    except TemporaryAPIError as exc:
+        state, page = _run_flow(spec)
+    except (TemporaryAPIError, APIUnreachable) as exc:
         print(f"linreg run: {exc}", file=sys.stderr)
         return 1
     if STOP.is_set():
@@ -286,12 +328,16 @@ def run(spec: RunSpec) -> int:
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         print(f"linreg: run failed: {state.message or summary}", file=sys.stderr)
+        if page:
+            print(f"in the UI:  {page}", file=sys.stderr)
         return 1
     print()
     print(console_table(summary))
     print()
     print(f"{state.type.value.lower()}: {state.message}")
-    print(run_dir(spec.output_dir, summary.run_id).resolve())
+    print(f"run folder: {run_dir(spec.output_dir, summary.run_id).resolve()}")
+    if page:
+        print(f"in the UI:  {page}")
     return 0 if state.is_completed() else 1
 
 

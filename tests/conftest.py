@@ -8,6 +8,8 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="linreg-test-prefect-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# A `make server` running in this checkout must not receive the tests' runs (flows.local_api.project_server).
+os.environ["LINREG_SERVER_RUN_DIR"] = os.path.join(os.environ["PREFECT_HOME"], "no-project-server")
 
 import pytest  # noqa: E402
 

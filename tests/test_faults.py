@@ -125,6 +125,8 @@ def test_a_killed_run_leaves_no_partial_file_and_the_next_run_works(tmp_path, st
 
 
 def test_two_concurrent_runs_share_the_dataset_and_both_succeed(tmp_path, start_cli):
+    """Two runs on one PREFECT_HOME: one serves its SQLite database, the other waits for it
+    (flows.local_api.HomeLock), so two servers never write the file at once."""
     out = tmp_path / "out"
     args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_module", "--epochs", "200"]
     procs = [start_cli(args, f"run{i}.log") for i in range(2)]
@@ -132,6 +134,8 @@ def test_two_concurrent_runs_share_the_dataset_and_both_succeed(tmp_path, start_
         log = tmp_path / f"run{i}.log"
         code = _exit_code(proc, 300, f"concurrent run {i}", log)
         assert code == 0, _tail(log)
+    waited = ["is in use by another linreg run" in (tmp_path / f"run{i}.log").read_text() for i in range(2)]
+    assert sorted(waited) == [False, True]
     assert len(list((out / "datasets").glob("*.parquet"))) == 1
     runs = sorted((out / "runs").iterdir())
     assert len(runs) == 2
@@ -172,3 +176,23 @@ def test_closed_form_is_exact_without_noise_and_every_solver_is_finite(spec):
             tol = 1e-13 * scale * np.linalg.cond(design_matrix(data.x))
             np.testing.assert_allclose(result.coef, spec.weights, rtol=0, atol=tol)
             assert abs(result.intercept - spec.bias) <= tol
+
+
+def test_an_unreachable_api_gives_one_line_naming_it(tmp_path):
+    """PREFECT_API_URL pointing at a closed port: a one-line error naming the URL, exit 1,
+    within 30 s, no traceback, nothing written."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again once the block ends
+    url = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_API_URL=url, PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "home"))
+    started = time.monotonic()
+    done = subprocess.run([*LINREG, "run", "--n", "50", "--output-dir", str(tmp_path / "out")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1 and elapsed < 30, (done.returncode, elapsed)
+    assert done.stderr.strip().splitlines() == [f"linreg run: no Prefect API answers at {url} (Connection refused)"]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "out").exists()

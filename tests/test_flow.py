@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,13 +192,20 @@ def test_invalid_parameters_are_refused_before_any_work(prefect_server, tmp_path
     assert not out.exists()
 
 
-def test_cli_prints_the_table_then_the_run_folder(prefect_server, tmp_path, capsys):
+def test_cli_prints_the_table_the_run_folder_and_its_ui_page(prefect_server, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["run", "--n", "100", "--epochs", "20", "--solvers", "closed_form,numpy_gd", "--output-dir", str(out)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert lines[-1].startswith(str((out / "runs").resolve()))
-    assert (out / "runs").exists() and lines[-2] == "completed: all 2 solvers ok"
+    assert lines[-3] == "completed: all 2 solvers ok"
+    folder = Path(lines[-2].removeprefix("run folder: "))
+    assert folder.parent == (out / "runs").resolve() and (folder / "summary.json").exists()
+    # PREFECT_API_URL is set (the test harness): the page is on that server's UI.
+    api = os.environ["PREFECT_API_URL"]
+    match = re.fullmatch(rf"in the UI:  {re.escape(api.removesuffix('/api'))}/runs/flow-run/([0-9a-f-]{{36}})", lines[-1])
+    assert match, lines[-1]
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(match.group(1)).name == "n100-d1-seed42-cpu"
     assert any(line.startswith("numpy_gd") and " ok " in line for line in lines)
 
 
@@ -340,3 +349,35 @@ def test_a_run_past_its_time_limit_stops_and_fails(prefect_server, tmp_path):
     assert time.monotonic() - started < 60
     assert state.is_failed() and "the run went past its time limit (timeouts.run_seconds)" in state.message
     assert not (run.output_dir / "runs").exists()  # nothing published
+
+
+def test_a_full_disk_during_publish_fails_naming_the_path_and_keeps_the_dataset(prefect_server, tmp_path, monkeypatch):
+    """ENOSPC while the run folder is written (at fsync, where many file systems report it):
+    the run fails naming the file, no partial file remains, and the dataset cache is intact."""
+    import errno
+
+    import linreg.storage.atomic as atomic
+    import tasks.publish
+    from linreg.storage import sha256_file
+
+    real_fsync = os.fsync
+
+    def full_in_runs(fd):
+        if f"{os.sep}runs{os.sep}" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", full_in_runs)
+    monkeypatch.setattr(tasks.publish.publish_run, "retry_delay_seconds", 0)
+    run = small_run(tmp_path, solvers=["closed_form"])
+    state = linreg_flow(run, return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert f"{run.output_dir / 'runs'}{os.sep}" in str(error) and str(error).endswith(".png'")
+    leftovers = [p for p in (run.output_dir / "runs").rglob("*") if p.is_file()]
+    assert leftovers == []
+    (dataset,) = (run.output_dir / "datasets").glob("*.parquet")
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    again = linreg_flow(run, return_state=True)  # the disk has room again: the cached dataset is reused
+    assert again.is_completed() and again.result().dataset.sha256 == sha256_file(dataset)

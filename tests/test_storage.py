@@ -200,3 +200,22 @@ def test_cache_reuse_over_the_budget_checks_every_value(tmp_path, caplog, row):
     assert "regenerating damaged cached dataset" in caplog.text and "contains NaN or infinite values" in caplog.text
     assert fixed == ref  # regenerated: the same bytes as the first write
     assert_array_equal(read_dataset(fixed).y, make_dataset(SPEC).y)
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    """ENOSPC surfaces at fsync on many file systems: the error names the real path, no temporary file remains."""
+    import errno
+
+    import linreg.storage.atomic as atomic
+    from linreg.storage import write_bytes
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    target = tmp_path / "runs" / "r1" / "fits.png"
+    with pytest.raises(OSError) as raised:
+        write_bytes(target, b"\x89PNG" * 1000)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert str(target) in str(raised.value)
+    assert list(target.parent.iterdir()) == []
