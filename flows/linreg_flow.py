@@ -3,11 +3,11 @@
 from datetime import datetime, timezone
 from time import perf_counter
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.devices import DeviceError, planned_device
+from linreg.devices import DeviceError, explain_device, parse_device
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
@@ -34,11 +34,25 @@ def _run_spec(value) -> RunSpec:
     return value if isinstance(value, RunSpec) else RunSpec.model_validate(value)
 
 
+def plan_device(run: RunSpec) -> tuple[str, str]:
+    """The device the fits are planned on, and why, decided once per run, before any work.
+
+    Where the fits run here (threads, processes), "auto" picks CUDA only for data
+    at or above the crossover (`linreg.devices.CUDA_MIN_ELEMENTS`), and a device
+    this machine lacks is refused at once (DeviceError). Under Dask the string is
+    kept as given: each worker resolves it on its own hardware, and "cuda"
+    still routes the tasks to GPU workers.
+    """
+    if run.runner == "dask":
+        return parse_device(run.device), "as given; each Dask worker resolves it on its own hardware"
+    return explain_device(run.device, run.data.n * run.data.d)
+
+
 def linreg_run_name() -> str:
     """`n1000-d1-seed42-cpu`: what ran, with the device the fits are planned on."""
     run = _run_spec(flow_run.parameters.get("run"))
     try:
-        device = planned_device(run.device, fits_run_here=run.runner != "dask")
+        device = plan_device(run)[0]
     except DeviceError:
         device = run.device  # the flow itself reports the error
     return run.label(device)
@@ -83,7 +97,8 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     """
     run_id = new_run_id()
     deadline = run_deadline(run.timeouts.run_seconds)
-    device = planned_device(run.device, fits_run_here=run.runner != "dask")
+    device, why = plan_device(run)
+    get_run_logger().info("device %s: %s", device, why)
     ref = prepare_dataset(run.data, run.output_dir)
     raise_if_interrupted(deadline)
 
@@ -92,7 +107,7 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     training_seconds = perf_counter() - started
     raise_if_interrupted(deadline)
 
-    summary = evaluate_fits(ref, fits, run_id, training_seconds)
+    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why))
     publish_run(summary, fits, ref, run.output_dir)
     emit_solver_events(summary)
 

@@ -88,6 +88,8 @@ class RunSummary(BaseModel):
     inference: list[Interval]
     training_seconds: float | None = None  # wall time of the whole training step, all solvers together
     provenance: Provenance | None = None  # commit, versions, host, device; absent in runs made before it existed
+    device: str | None = None  # the device the fits were planned on ...
+    device_reason: str | None = None  # ... and why (for "auto": the data size against the CUDA crossover)
 
     def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
@@ -165,7 +167,7 @@ def closed_form_inference(moments: Moments, spec: DataSpec, level: float = 0.95)
 
 def summarize(
     run_id: str, ref: DatasetRef, data, fits: list[FitResult], training_seconds: float | None = None,
-    provenance: Provenance | None = None,
+    provenance: Provenance | None = None, device: tuple[str, str] | None = None,
 ) -> RunSummary:
     """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
 
@@ -174,6 +176,7 @@ def summarize(
     Args:
         training_seconds: wall time of the training step, when the caller measured it.
         provenance: the code, libraries, host and device that made the run.
+        device: the planned device and the reason it was chosen.
     """
     moments = accumulate(data.iter_chunks(), ref.spec.d)
     reference = next((f for f in fits if f.solver == REFERENCE and f.status == Status.OK), None)
@@ -184,4 +187,6 @@ def summarize(
         inference=closed_form_inference(moments, ref.spec),
         training_seconds=training_seconds,
         provenance=provenance,
+        device=device[0] if device else None,
+        device_reason=device[1] if device else None,
     )

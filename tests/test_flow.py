@@ -74,6 +74,7 @@ def default_run(prefect_server, tmp_path_factory):
 def test_run_completes_with_every_solver(default_run):
     run, state, summary = default_run
     assert state.is_completed() and state.message == f"all {len(SOLVERS)} solvers ok"
+    assert (summary.device, summary.device_reason) == ("cpu", "cpu as asked")
     assert [r.solver for r in summary.results] == list(SOLVERS)
     assert all(r.status == "ok" and r.epochs == (0 if r.solver == "closed_form" else 50) for r in summary.results)
 
@@ -124,11 +125,13 @@ def test_training_tasks_are_tagged_and_named(default_run):
     assert tags == {f"train-{name}": set() for name in SOLVERS}
 
 
-def test_only_torch_tasks_bound_for_a_gpu_are_tagged_cuda():
+def test_only_tasks_bound_for_a_gpu_are_tagged_cuda():
+    """Torch solvers and the closed form have CUDA paths; the NumPy solvers never leave the CPU."""
     from tasks.train import routing_tags
 
     for name, info in SOLVERS.items():
-        assert routing_tags(name, "cuda:0") == ({"cuda"} if info.uses_torch else set()), name
+        on_gpu = info.uses_torch or name == "closed_form"
+        assert routing_tags(name, "cuda:0") == ({"cuda"} if on_gpu else set()), name
         assert routing_tags(name, "cpu") == set(), name
 
 
