@@ -16,6 +16,8 @@ MIGRATED := $(PREFECT_HOME)/.migrated
 
 # `make server`: a Prefect server with its own state, the deployments and a worker.
 SERVER_HOME ?= $(CURDIR)/.prefect-server
+# `make ui` serves here, and `make run` names this port in the address it prints.
+export LINREG_UI_PORT ?= 4300
 PORT ?= 4200
 HOST := 127.0.0.1
 # DB=postgres: a PostgreSQL cluster of its own in $(SERVER_HOME)/postgres (scripts/postgres.sh),
@@ -29,10 +31,15 @@ POOL_LIMIT ?= 2
 export LINREG_CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test test-fast lock clean server server-stop bench gpu-check postgres
+.PHONY: run ui test test-fast lock clean server server-stop bench gpu-check postgres
 
 run: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg run $(ARGS)
+
+# The Prefect UI over every run `make run` made (their task runs, logs and artifacts), at
+# http://127.0.0.1:$(LINREG_UI_PORT) until Ctrl-C. While it serves, `make run` reports to it.
+ui: $(STAMP) $(MIGRATED)
+	$(BIN)/linreg ui
 
 # The whole suite: library, flows, faults, bench smoke test, server and browser (about 8 minutes).
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
@@ -68,7 +75,10 @@ lock: $(STAMP)
 	{ echo '# Every package of the environment, pinned: `make lock` regenerates it from .venv.'; \
 	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
 
+# Everything the project keeps outside data/: the venv, Prefect's state (local runs, the
+# server's database and PostgreSQL cluster, stopped first) and caches. data/ is yours.
 clean:
+	-@test ! -x $(BIN)/prefect || PREFECT_HOME=$(SERVER_HOME) scripts/server.sh stop
 	rm -rf $(VENV) .prefect .prefect-server .pytest_cache
 
 # Start the server, pools, concurrency limit, deployments and a worker; idempotent.
