@@ -339,7 +339,7 @@ start() {
     quiet deploy --all || die "prefect deploy --all failed"
     say "deployed version $LINREG_VERSION: linreg/linreg-local and linreg/linreg-daily (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
     create_zombie_automation
-    # (room for the notification automations, scripts/alerts.py)
+    (cd "$ROOT" && "$BIN/python" scripts/alerts.py alerts.yaml) || die "could not create the alerts of alerts.yaml"
     start_workers
     local auth="" stop="make server-stop"
     [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]] && auth='PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING" '
