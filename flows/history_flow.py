@@ -11,7 +11,7 @@ from linreg.validation import MAX_D, MAX_N, MAX_SEED
 from tasks.history import publish_history
 
 
-@flow(name="linreg-history", log_prints=True)
+@flow(name="linreg-history", flow_run_name="history-{output_dir}", log_prints=True)
 def history_flow(
     output_dir: Path = Path("data"),
     solvers: list[str] | None = None,

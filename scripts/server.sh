@@ -337,7 +337,7 @@ start() {
     LINREG_VERSION=$(code_version)
     export LINREG_VERSION
     quiet deploy --all || die "prefect deploy --all failed"
-    say "deployed version $LINREG_VERSION: linreg/linreg-local and linreg/linreg-daily (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
+    say "deployed version $LINREG_VERSION: linreg/linreg-local, linreg/linreg-daily and linreg-history/linreg-history (pool linreg-cpu), linreg/linreg-gpu (pool linreg-gpu)"
     create_zombie_automation
     (cd "$ROOT" && "$BIN/python" scripts/alerts.py alerts.yaml) || die "could not create the alerts of alerts.yaml"
     start_workers

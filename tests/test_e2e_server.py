@@ -7,6 +7,7 @@ tests. The UI is checked in Debian's headless chromium, driven by Playwright.
 
 import base64
 import json
+from collections import Counter
 import os
 import re
 import shutil
@@ -119,13 +120,63 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def stack(tmp_path):
-    """Start the stack with scripts/server.sh; stop it, and check nothing is left, even on failure."""
+class WebhookReceiver:
+    """A local HTTP endpoint that records every POST: where the stack's alerts go."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.posts: list[dict] = []
+        received = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append({"at": time.monotonic(), "path": self.path, "json": json.loads(body or b"null")})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate, timeout: float, what: str) -> dict:
+        """The first POST whose JSON body satisfies `predicate`, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for post in list(self.posts):
+                if predicate(post["json"]):
+                    return post
+            time.sleep(0.5)
+        pytest.fail(f"no alert {what} within {timeout:g} s; received: {[p['json'] for p in self.posts]}")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, webhook):
+    """Start the stack with scripts/server.sh, alerts to `webhook`; stop it, and check nothing
+    is left, even on failure. One stack for the module: it takes a minute to start."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium (apt-get install chromium)")
+    tmp_path = tmp_path_factory.mktemp("stack")
     port = free_port()
     env = stack_env(tmp_path, port)
+    env["LINREG_ALERT_WEBHOOK_URL"] = webhook.url
     run_dir = Path(env["LINREG_RUN_DIR"])
     started = time.monotonic()
     try:
@@ -297,3 +348,250 @@ def check_ui(stack: Stack, flow_run_id: UUID, table_id: UUID, report_id: UUID, n
             browser.close()
     print(f"blocked {len(blocked)} request(s) to other hosts: {sorted({urlparse(u).hostname for u in blocked})}")
     return [run_tab, summary, report]
+
+
+# --- the loop around it: versions, the run form, local runs, alerts, history
+
+
+def wait_for_runs(client, stack: Stack, flow_run_ids) -> list:
+    return [wait_for_final_state(client, stack, run_id) for run_id in flow_run_ids]
+
+
+def code_version() -> str:
+    """What scripts/server.sh stamps on the deployments: the commit, plus -dirty."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    clean = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--"]).returncode == 0
+    return commit if clean else f"{commit}-dirty"
+
+
+def test_deployments_are_versioned_limited_and_refuse_bad_parameters(stack):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(stack.api_url) as client:
+        deployments = {name: client.read_deployment_by_name(f"{flow}/{name}") for flow, name in [
+            ("linreg", "linreg-local"), ("linreg", "linreg-daily"), ("linreg", "linreg-gpu"),
+            ("linreg-history", "linreg-history")]}
+    version = code_version()
+    assert {name: d.version for name, d in deployments.items()} == dict.fromkeys(deployments, version)
+    assert all(d.enforce_parameter_schema for d in deployments.values())
+    daily = deployments["linreg-daily"]
+    assert daily.global_concurrency_limit.limit == 1 and daily.concurrency_options.collision_strategy == "ENQUEUE"
+    assert [s.schedule.cron for s in daily.schedules] == ["0 6 * * *"]
+    n = deployments["linreg-local"].parameter_openapi_schema["definitions"]["DataSpec"]["properties"]["n"]
+    assert (n["minimum"], n["maximum"]) == (1, 1_000_000_000)
+
+
+def browser_page(playwright, shots: Path):
+    from urllib.parse import urlparse
+
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).hostname == "127.0.0.1"
+               else route.abort())  # the UI's analytics: nothing leaves the machine
+    shots.mkdir(parents=True, exist_ok=True)
+    return browser, page
+
+
+def test_the_run_form_refuses_n_0_then_starts_a_valid_run(stack, tmp_path):
+    """In the UI, as a user would: Run > Custom run on linreg-local, n = 0 is refused by the
+    server with the field named, and no run is created; n = 200 starts a run."""
+    from playwright.sync_api import expect, sync_playwright
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with SyncPrefectClient(stack.api_url) as client:
+        deployment = client.read_deployment_by_name("linreg/linreg-local")
+        only_local = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        before = {r.id for r in client.read_flow_runs(deployment_filter=only_local)}
+    output_dir = tmp_path / "form-output"
+    shots = tmp_path / "screenshots"
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, shots)
+        try:
+            with ui_step(page, "the form refuses n = 0", shots):
+                page.goto(f"{stack.ui_url}/deployments/deployment/{deployment.id}/run")
+                n = page.locator("input[type=number]").first  # run > data > n, the form's first number
+                n.fill("0")
+                output = page.locator(".schema-form-property").filter(
+                    has=page.locator(".schema-form-property__label", has_text=re.compile(r"^Output Dir"))).last
+                output.locator("textarea").fill(str(output_dir))
+                page.get_by_role("button", name="Submit").click()
+                expect(page.get_by_text("Validation failed for field 'run.data.n'").first).to_be_visible()
+                expect(page.get_by_text("0 is less than the minimum of 1").first).to_be_visible()
+                page.screenshot(path=str(shots / "form-refused.png"))
+            with SyncPrefectClient(stack.api_url) as client:
+                assert {r.id for r in client.read_flow_runs(deployment_filter=only_local)} == before
+            with ui_step(page, "the form starts a run with n = 200", shots):
+                n.fill(str(N))
+                page.get_by_role("button", name="Submit").click()
+                page.wait_for_url(f"**/deployments/deployment/{deployment.id}?tab=Runs")
+                page.screenshot(path=str(shots / "form-started.png"))
+        finally:
+            browser.close()
+    with SyncPrefectClient(stack.api_url) as client:
+        (new,) = [r for r in client.read_flow_runs(deployment_filter=only_local) if r.id not in before]
+        run = wait_for_final_state(client, stack, new.id)
+    assert run.state.is_completed(), run.state.message
+    assert run.name == f"n{N}-d1-seed42-cpu" and run.parameters["run"]["data"]["n"] == N
+    assert list((output_dir / "runs").glob("*/summary.json"))
+
+
+def test_linreg_run_reports_to_the_running_server(stack, tmp_path):
+    """With `make server` up, `linreg run` (no PREFECT_API_URL) lands in that server, and its
+    last line is the run's page in the server's UI."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    home = tmp_path / "cli-home"
+    env = {k: v for k, v in stack.env.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), LINREG_SERVER_RUN_DIR=str(stack.run_dir))
+    done = run_logged([str(PREFECT.with_name("linreg")), "run", "--n", str(N), "--solvers", "closed_form,numpy_gd",
+                       "--output-dir", str(tmp_path / "out")], tmp_path / "cli-logs", "linreg run", timeout=240,
+                      cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"reporting to the project's Prefect server (make server) at {stack.api_url}" in done.stderr
+    page = done.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(rf"in the UI:  {re.escape(stack.ui_url)}/runs/flow-run/([0-9a-f-]{{36}})", page)
+    assert found, page
+    with SyncPrefectClient(stack.api_url) as client:
+        run = client.read_flow_run(UUID(found.group(1)))
+    assert run.state.is_completed() and run.name == f"n{N}-d1-seed42-cpu"
+    assert not (home / "temporary-api.log").exists(), "a temporary API was started"
+
+
+def test_alerts_reach_the_webhook_on_divergence_and_failure(stack, webhook, tmp_path):
+    """alerts.yaml, as `make server` installed it: a run whose solver diverges (a large lr) and
+    a run whose solver fails (past its time limit) each POST to the webhook within 60 s."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    out = str(tmp_path / "alerts")
+    diverging = trigger_run(stack, {"run": {"data": {"n": N}, "device": "cpu", "output_dir": out,
+                                            "solvers": ["closed_form", "torch_autograd"], "defaults": {"lr": 10.0}}})
+    failing = trigger_run(stack, {"run": {"data": {"n": N}, "device": "cpu", "output_dir": out,
+                                          "solvers": ["closed_form", "numpy_gd"], "defaults": {"epochs": 10_000_000},
+                                          "timeouts": {"fit_seconds": 0.5}}})
+    with SyncPrefectClient(stack.api_url) as client:
+        runs = {run.id: run for run in wait_for_runs(client, stack, [diverging, failing])}
+    ended = time.monotonic()
+    assert runs[diverging].state.is_completed() and "diverged (torch_autograd)" in runs[diverging].state.message
+    assert runs[failing].state.is_failed() and "failed (numpy_gd)" in runs[failing].state.message
+    name = {run_id: run.name for run_id, run in runs.items()}
+
+    def about(run_id, *words):
+        return lambda body: body and body.get("source") == "linreg" and all(
+            w in body["subject"] + body["body"] for w in (name[run_id], *words))
+
+    for run_id, words, what in [
+        (diverging, ("torch_autograd", "diverged"), "for the diverged solver"),
+        (failing, ("numpy_gd", "failed", "time limit"), "for the failed solver"),
+        (failing, ("Failed",), "for the Failed flow run"),
+    ]:
+        post = webhook.wait_for(about(run_id, *words), 60 - (time.monotonic() - ended) + 5, what)
+        print(f"alert {what}: {post['at'] - ended:+.1f} s after the runs ended: {post['json']['subject']}")
+
+
+def test_history_follows_each_completed_run(stack, tmp_path):
+    """Two runs of linreg-local on the same data: the history deployment, triggered after each,
+    publishes two rows per solver, and the second report compares with the first."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import (
+        ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+        FlowRunFilterStartTime,
+    )
+
+    out = tmp_path / "history"
+    solvers = ["closed_form", "numpy_gd"]
+    params = {"run": {"data": {"n": N}, "device": "cpu", "output_dir": str(out), "solvers": solvers}}
+    with SyncPrefectClient(stack.api_url) as client:
+        history = client.read_deployment_by_name("linreg-history/linreg-history")
+        first = wait_for_final_state(client, stack, trigger_run(stack, params))
+        second = wait_for_final_state(client, stack, trigger_run(stack, params))
+        assert first.state.is_completed() and second.state.is_completed()
+        # The trigger's run for the second: started after it ended, on its data root.
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[history.id])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=second.end_time)))
+            done = [r for r in runs if r.parameters.get("output_dir") == str(out) and r.state.is_final()]
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert done, f"no linreg-history run on {out} after the second run\n{stack.log_tail('worker')}"
+        assert done[0].state.is_completed(), done[0].state.message
+        artifacts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[done[0].id, second.id])))}
+    rows = json.loads(artifacts["linreg-history"].data)
+    assert Counter(row["solver"] for row in rows) == dict.fromkeys(solvers, 2)
+    report = artifacts["linreg-report"].data
+    first_id = min(p.name for p in (out / "runs").iterdir())  # run ids sort by time
+    assert "## Compared with the previous run on the same data" in report
+    assert f"Previous run: `{first_id}`" in report
+
+
+def test_make_run_then_make_ui_shows_the_run(tmp_path, migrated_prefect_home):
+    """The newcomer's loop: `linreg run` on its own (a temporary API), then `linreg ui` (`make ui`);
+    the page the run printed opens in chromium and lists the run's artifacts."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    port = free_port()
+    home = migrated_prefect_home(tmp_path / "home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), LINREG_UI_PORT=str(port), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               LINREG_SERVER_RUN_DIR=str(tmp_path / "no-server"))
+    linreg = str(PREFECT.with_name("linreg"))
+    done = run_logged([linreg, "run", "--n", str(N), "--solvers", "closed_form,numpy_gd", "--output-dir",
+                       str(tmp_path / "out")], tmp_path / "run-logs", "linreg run", timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(rf"in the UI:  (http://127\.0\.0\.1:{port})/runs/flow-run/([0-9a-f-]{{36}})  "
+                         r"\(open it with: make ui\)", last)
+    assert found, last
+    ui_url, flow_run_id = found.group(1), UUID(found.group(2))
+
+    log = open(tmp_path / "ui.log", "w")
+    ui = subprocess.Popen([linreg, "ui"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Prefect UI over the runs in" not in (tmp_path / "ui.log").read_text():
+            assert ui.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+            time.sleep(0.5)
+        with SyncPrefectClient(f"{ui_url}/api") as client:
+            by_key = {a.key: a for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))}
+        shots = tmp_path / "screenshots"
+        with sync_playwright_page(shots) as page:
+            with ui_step(page, "the printed page lists the run's artifacts", shots):
+                from playwright.sync_api import expect
+
+                page.goto(last.split()[3])
+                expect(page.get_by_text(f"n{N}-d1-seed42-cpu").first).to_be_visible()
+                page.locator("li.p-tab#artifacts").click()
+                for key in ("linreg-summary", "linreg-report"):
+                    expect(page.locator(f"a[href$='/artifacts/artifact/{by_key[key].id}']")).to_be_visible()
+                page.screenshot(path=str(shots / "make-ui-run.png"))
+    finally:
+        ui.send_signal(signal.SIGINT)
+        try:
+            ui.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+        log.close()
+    assert ui.returncode == 0, (tmp_path / "ui.log").read_text()
+    assert not port_open(port) and not (home / "ui-server.json").exists()
+
+
+@contextmanager
+def sync_playwright_page(shots: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, shots)
+        try:
+            yield page
+        finally:
+            browser.close()
