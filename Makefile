@@ -41,7 +41,7 @@ run: $(STAMP) $(MIGRATED)
 ui: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg ui
 
-# The whole suite: library, flows, faults, bench smoke test, server and browser (about 8 minutes).
+# The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -22,6 +22,7 @@ from flows.local_api import (
     TemporaryAPIError,
     check_api,
     drain_prefect_workers,
+    REPO,
     project_server,
     serve_or_wait,
     ui_port,
@@ -101,9 +102,12 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         fields["solvers"] = _split(args.solvers)
     defaults = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
-    for key in ("device", "output_dir", "runner", "dask_address"):
+    for key in ("device", "runner", "dask_address"):
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
+    # Absolute: a run that reports to a server names a folder its workers (the history
+    # deployment's, say) can find whatever folder they run in.
+    fields["output_dir"] = Path(args.output_dir or "data").absolute()
     try:
         spec = RunSpec(**fields)
     except ValidationError as exc:
@@ -207,18 +211,8 @@ def _prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
 
 
-def _waiting(lock_path: Path) -> None:
-    print(f"linreg run: {lock_path.parent} is in use by another linreg run or a starting `linreg ui` "
-          "(one process writes its database at a time); waiting", file=sys.stderr, flush=True)
-
-
-def _report_to(url: str, why: str) -> None:
-    os.environ["PREFECT_API_URL"] = url  # read by Prefect when it is imported, below
-    print(f"linreg run: reporting to {why} at {url}", file=sys.stderr, flush=True)
-
-
-def _run_flow(spec: RunSpec):
-    """Run the flow, and return its final state and the UI address that shows it (or None).
+def run_on_prefect(command: str, warm_imports, call_flow):
+    """Run a flow on the right Prefect API; return its final state and the UI address that shows it (or None).
 
     Where the run reports, first match wins:
     1. `PREFECT_API_URL`, when the user set it (it must answer within 10 s);
@@ -226,28 +220,41 @@ def _run_flow(spec: RunSpec):
     3. `linreg ui` (`make ui`), when it serves this PREFECT_HOME's database;
     4. a temporary API on this PREFECT_HOME, started here and stopped at the end,
        while this process holds the home's lock (flows.local_api.HomeLock), so
-       that two processes never write one SQLite file at once. `make ui` shows
+       that two processes never write one SQLite file at once. `linreg ui` shows
        the run afterwards.
 
     The temporary API is launched first thing, before Prefect is even imported
-    (1 s), so that its start-up (about 5 s) overlaps every import the run needs.
-    A URL set in a Prefect profile is only known once Prefect is imported: then
-    the launch is undone.
+    (1 s), so that its start-up (about 5 s) overlaps `warm_imports()`. A URL set
+    in a Prefect profile is only known once Prefect is imported: then the launch
+    is undone.
+
+    Args:
+        command: the subcommand, for messages ("run", "sweep").
+        warm_imports: imports the flow needs, done while the API starts.
+        call_flow: runs the flow with `return_state=True`, in a thread of its own.
 
     Raises:
         APIUnreachable: the configured API does not answer.
         TemporaryAPIError: the temporary API did not start (it is stopped).
     """
+    def report_to(url: str, why: str) -> None:
+        os.environ["PREFECT_API_URL"] = url  # read by Prefect when it is imported, below
+        print(f"linreg {command}: reporting to {why} at {url}", file=sys.stderr, flush=True)
+
+    def waiting(lock_path: Path) -> None:
+        print(f"linreg {command}: {lock_path.parent} is in use by another linreg run or a starting `linreg ui` "
+              "(one process writes its database at a time); waiting", file=sys.stderr, flush=True)
+
     with ExitStack() as stack:
         api, ui = None, None
         if os.environ.get("PREFECT_API_URL"):
             check_api(os.environ["PREFECT_API_URL"])
         elif url := project_server():
-            _report_to(url, "the project's Prefect server (make server)")
+            report_to(url, "the project's Prefect server (make server)")
         else:
-            lock, url = serve_or_wait(_prefect_home(), on_wait=_waiting)
+            lock, url = serve_or_wait(_prefect_home(), on_wait=waiting)
             if url:
-                _report_to(url, "the Prefect UI server (make ui)")
+                report_to(url, "the Prefect UI server (make ui)")
             else:
                 stack.callback(lock.release)
                 api = stack.enter_context(TemporaryAPI(_prefect_home() / "temporary-api.log"))
@@ -258,19 +265,35 @@ def _run_flow(spec: RunSpec):
         if api is not None and (settings.api.url or not settings.server.ephemeral.enabled):
             api.stop()
             api, ui = None, None
-        _warm_imports(spec)
+        warm_imports()
         url = api.wait_until_healthy() if api is not None else None
-        from flows.linreg_flow import linreg_flow
-
         raise_if_interrupted()  # a signal that came while the API started
         try:
-            state = _in_flow_thread(lambda: _with_settings(url, lambda: linreg_flow(spec, return_state=True)))
+            state = _in_flow_thread(lambda: _with_settings(url, call_flow))
         finally:
             if api is not None:
                 drain_prefect_workers()  # before the API stops
         base = ui or (settings.ui_url if settings.api.url else None)
         page = f"{base.rstrip('/')}/runs/flow-run/{state.state_details.flow_run_id}" if base else None
-        return state, (f"{page}  (open it with: make ui)" if ui and page else page)
+        if ui and page:
+            page += f"  (open it with: {_ui_command()})"
+        return state, page
+
+
+def _ui_command() -> str:
+    """What serves this PREFECT_HOME's runs: `make ui` for the project's `.prefect/`, else `linreg ui`."""
+    return "make ui" if _prefect_home().resolve() == (REPO / ".prefect").resolve() else "linreg ui"
+
+
+def _run_flow(spec: RunSpec):
+    """`linreg run`'s flow, on the API `run_on_prefect` chooses; returns (state, UI page or None)."""
+
+    def call():
+        from flows.linreg_flow import linreg_flow
+
+        return linreg_flow(spec, return_state=True)
+
+    return run_on_prefect("run", lambda: _warm_imports(spec), call)
 
 
 def _with_settings(url: str | None, call):

@@ -7,17 +7,15 @@ has started.
 
 import argparse
 import math
-import os
 import signal
 import sys
-from contextlib import ExitStack
 
 from pydantic import ValidationError
 
 from flows import cli
-from flows.local_api import TemporaryAPI, TemporaryAPIError, drain_prefect_workers
+from flows.local_api import APIUnreachable, TemporaryAPIError
 from linreg.sweep import SweepSpec
-from tasks.interrupt import STOP, raise_if_interrupted
+from tasks.interrupt import STOP
 
 # SweepSpec field -> the option a user typed
 OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
@@ -91,30 +89,20 @@ def describe(exc: ValidationError) -> str:
 
 
 def _run_sweep(spec: SweepSpec):
-    """The sweep flow on the configured API, or on a temporary one started and stopped here (as `linreg run`)."""
-    with ExitStack() as stack:
-        api = None
-        if not os.environ.get("PREFECT_API_URL"):
-            api = stack.enter_context(TemporaryAPI(cli._prefect_home() / "temporary-api.log"))
-        from prefect.settings import get_current_settings
+    """The sweep flow, on the API `linreg run` would use (flows.cli.run_on_prefect); returns (state, UI page)."""
 
-        settings = get_current_settings()
-        if api is not None and (settings.api.url or not settings.server.ephemeral.enabled):
-            api.stop()
-            api = None
+    def warm_imports():
         import flows.sweep_flow  # noqa: F401  (imported while the API starts)
 
         if any(name.startswith("torch") for name in spec.solvers):
             import torch._dynamo  # noqa: F401  (what optim.SGD imports on first use)
-        url = api.wait_until_healthy() if api is not None else None
+
+    def call():
         from flows.sweep_flow import sweep_flow
 
-        raise_if_interrupted()
-        try:
-            return cli._in_flow_thread(lambda: cli._with_settings(url, lambda: sweep_flow(spec, return_state=True)))
-        finally:
-            if api is not None:
-                drain_prefect_workers()
+        return sweep_flow(spec, return_state=True)
+
+    return cli.run_on_prefect("sweep", warm_imports, call)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,10 +116,10 @@ def main(args: argparse.Namespace) -> int:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, cli._interrupt)
     try:
-        state = _run_sweep(spec)
+        state, page = _run_sweep(spec)
         if STOP.is_set():
             raise KeyboardInterrupt(cli._signal_name)
-    except TemporaryAPIError as exc:
+    except (TemporaryAPIError, APIUnreachable) as exc:
         print(f"linreg sweep: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
@@ -146,4 +134,6 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(markdown_table(frame_rows(crossover_table(frame))))
     print(f"{state.type.value.lower()}: {state.message}")
+    if page:
+        print(f"in the UI:  {page}")
     return 0 if state.is_completed() else 1

@@ -4,9 +4,10 @@ from pathlib import Path
 from typing import Annotated
 
 from prefect import flow
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 from pydantic import Field
 
+from linreg.solvers import SOLVERS
 from linreg.validation import MAX_D, MAX_N, MAX_SEED
 from tasks.history import publish_history
 
@@ -23,8 +24,15 @@ def history_flow(
     """Publish the history of the runs under `output_dir`: the table artifact `linreg-history`
     (a row per run and solver) and the markdown `linreg-history-report` with its plot.
 
-    Returns the history DataFrame.
+    Returns the history DataFrame. Fails, publishing nothing, when `output_dir` holds no
+    `runs/` folder (a wrong data root, say) or `solvers` names an unknown solver.
     """
+    if not (Path(output_dir) / "runs").is_dir():
+        return Failed(message=f"output_dir: {Path(output_dir).resolve()} has no runs/ folder; "
+                              "is it the data root of linreg runs?")
+    unknown = sorted(set(solvers or []) - set(SOLVERS))
+    if unknown:
+        return Failed(message=f"solvers: unknown {', '.join(unknown)}; known: {', '.join(SOLVERS)}")
     frame = publish_history(output_dir, {"solvers": solvers, "last": last, "n": n, "d": d, "seed": seed})
     runs = frame["run_id"].nunique()
     return Completed(message=f"{runs} runs, {len(frame)} rows", data=frame)

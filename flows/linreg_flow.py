@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.devices import DeviceError, explain_device, parse_device
+from linreg.devices import CUDA_MIN_ELEMENTS, DeviceError, explain_device, parse_device
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
@@ -43,9 +43,12 @@ def plan_device(run: RunSpec) -> tuple[str, str]:
     kept as given: each worker resolves it on its own hardware, and "cuda"
     still routes the tasks to GPU workers.
     """
+    elements = run.data.n * run.data.d
     if run.runner == "dask":
+        if run.device == "auto" and elements < CUDA_MIN_ELEMENTS:
+            return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
         return parse_device(run.device), "as given; each Dask worker resolves it on its own hardware"
-    return explain_device(run.device, run.data.n * run.data.d)
+    return explain_device(run.device, elements)
 
 
 def linreg_run_name() -> str:

@@ -120,10 +120,15 @@ start() {
     ensure_database
 }
 
+# psql as the cluster's user. The password goes through the environment, which only its
+# owner can read (/proc/PID/environ), never through argv, which any local user can.
+psql_admin() {
+    PGPASSWORD=$(<"$PG_DIR/password") "$BIN/psql" -h 127.0.0.1 -p "$(port)" -U "$DB_USER" -d postgres -qtAX "$@"
+}
+
 ensure_database() {
-    local psql=(env PGPASSWORD="$(<"$PG_DIR/password")" "$BIN/psql" -h 127.0.0.1 -p "$(port)" -U "$DB_USER" -d postgres -qtAX)
-    if [[ -z $("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'") ]]; then
-        "${psql[@]}" -c "CREATE DATABASE $DB_NAME" >/dev/null
+    if [[ -z $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'") ]]; then
+        psql_admin -c "CREATE DATABASE $DB_NAME" >/dev/null
         say "postgres: database $DB_NAME created"
     fi
 }

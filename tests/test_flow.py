@@ -384,3 +384,16 @@ def test_a_full_disk_during_publish_fails_naming_the_path_and_keeps_the_dataset(
     monkeypatch.setattr(atomic.os, "fsync", real_fsync)
     again = linreg_flow(run, return_state=True)  # the disk has room again: the cached dataset is reused
     assert again.is_completed() and again.result().dataset.sha256 == sha256_file(dataset)
+
+
+def test_auto_under_dask_keeps_small_data_on_the_cpu():
+    """Dask workers resolve "auto" on their own hardware; below the crossover the flow
+    already knows the CPU wins, so a GPU worker is never sent a small fit."""
+    from flows.linreg_flow import plan_device
+    from linreg.devices import CUDA_MIN_ELEMENTS
+
+    small = RunSpec(runner="dask", device="auto", data={"n": CUDA_MIN_ELEMENTS - 1})
+    large = RunSpec(runner="dask", device="auto", data={"n": CUDA_MIN_ELEMENTS})
+    assert plan_device(small) == (
+        "cpu", f"auto: n·d = {CUDA_MIN_ELEMENTS - 1:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements")
+    assert plan_device(large) == ("auto", "as given; each Dask worker resolves it on its own hardware")

@@ -221,6 +221,18 @@ def test_the_history_flow_publishes_a_table_and_the_plot(prefect_server, three_r
 
 
 @pytest.mark.flow
+def test_the_history_flow_fails_on_a_wrong_data_root_or_solver(prefect_server, three_runs, tmp_path):
+    from flows.history_flow import history_flow
+
+    root, _ = three_runs
+    wrong = history_flow(output_dir=tmp_path / "empty", return_state=True)
+    assert wrong.is_failed() and wrong.message.startswith("output_dir: ") and "has no runs/ folder" in wrong.message
+    typo = history_flow(output_dir=root, solvers=["numpy-gd"], return_state=True)
+    assert typo.is_failed() and typo.message.startswith("solvers: unknown numpy-gd; known: ")
+    assert artifacts_of(wrong.state_details.flow_run_id) == {} == artifacts_of(typo.state_details.flow_run_id)
+
+
+@pytest.mark.flow
 def test_the_second_runs_report_compares_it_with_the_first(prefect_server, tmp_path):
     from flows.linreg_flow import linreg_flow
     from linreg.specs import RunSpec
