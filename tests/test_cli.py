@@ -94,3 +94,14 @@ def test_cuda_is_accepted_for_dask_workers_without_local_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = _parser().parse_args(["run", "--runner", "dask", "--dask-address", "tcp://10.0.0.5:8786", "--device", "cuda"])
     assert build_run_spec(args).device == "cuda"
+
+
+def test_the_ui_hint_names_the_command_that_serves_this_home(monkeypatch, tmp_path):
+    """`make ui` serves the project's .prefect/; any other PREFECT_HOME needs `linreg ui` with it."""
+    from flows import cli
+    from flows.local_api import REPO
+
+    monkeypatch.setenv("PREFECT_HOME", str(REPO / ".prefect"))
+    assert cli._ui_command() == "make ui"
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    assert cli._ui_command() == "linreg ui"

@@ -56,6 +56,7 @@ class Stack:
     ui_url: str
     env: dict
     run_dir: Path
+    version: str  # the code version scripts/server.sh stamped on the deployments
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.run_dir / f"{name}.log"
@@ -179,12 +180,13 @@ def stack(tmp_path_factory, webhook):
     env["LINREG_ALERT_WEBHOOK_URL"] = webhook.url
     run_dir = Path(env["LINREG_RUN_DIR"])
     started = time.monotonic()
+    version = code_version()
     try:
         start = run_logged([str(SCRIPT), "start"], tmp_path / "logs", "scripts/server.sh start",
                            timeout=START_TIMEOUT, cwd=ROOT, env=env)
         assert start.returncode == 0, f"scripts/server.sh start failed ({start.returncode}):\n{start.stdout}\n{start.stderr}"
         print(f"stack up in {time.monotonic() - started:.1f}s:\n{start.stdout}")
-        yield Stack(env["PREFECT_API_URL"], f"http://127.0.0.1:{port}", env, run_dir)
+        yield Stack(env["PREFECT_API_URL"], f"http://127.0.0.1:{port}", env, run_dir, version)
     finally:
         _stop(env, run_dir, port, tmp_path / "logs")
 
@@ -372,8 +374,7 @@ def test_deployments_are_versioned_limited_and_refuse_bad_parameters(stack):
         deployments = {name: client.read_deployment_by_name(f"{flow}/{name}") for flow, name in [
             ("linreg", "linreg-local"), ("linreg", "linreg-daily"), ("linreg", "linreg-gpu"),
             ("linreg-history", "linreg-history")]}
-    version = code_version()
-    assert {name: d.version for name, d in deployments.items()} == dict.fromkeys(deployments, version)
+    assert {name: d.version for name, d in deployments.items()} == dict.fromkeys(deployments, stack.version)
     assert all(d.enforce_parameter_schema for d in deployments.values())
     daily = deployments["linreg-daily"]
     assert daily.global_concurrency_limit.limit == 1 and daily.concurrency_options.collision_strategy == "ENQUEUE"
@@ -547,7 +548,7 @@ def test_make_run_then_make_ui_shows_the_run(tmp_path, migrated_prefect_home):
     assert done.returncode == 0, done.stdout + done.stderr
     last = done.stdout.strip().splitlines()[-1]
     found = re.fullmatch(rf"in the UI:  (http://127\.0\.0\.1:{port})/runs/flow-run/([0-9a-f-]{{36}})  "
-                         r"\(open it with: make ui\)", last)
+                         r"\(open it with: linreg ui\)", last)  # `make ui` for the project's .prefect/ only
     assert found, last
     ui_url, flow_run_id = found.group(1), UUID(found.group(2))
 

@@ -110,6 +110,34 @@ def test_a_compile_that_fails_falls_back_to_eager_with_a_warning(monkeypatch, ca
     assert sum("torch.compile failed" in r.message for r in caplog.records) == 1
 
 
+def test_a_compiled_backward_that_fails_falls_back_to_eager(monkeypatch, caplog):
+    """The backward may compile lazily, at the first backward(): its failure is caught too."""
+
+    class BrokenBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, value):
+            return value.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("inductor: backward failed to compile")
+
+    def compiled_forward_only(fn, **_):
+        return lambda *a: BrokenBackward.apply(fn(*a))
+
+    monkeypatch.setattr(torch, "compile", compiled_forward_only)
+    big_cuda = types.SimpleNamespace(device=torch.device("cuda", 0), numel=lambda: _torch.COMPILE_MIN_ELEMENTS)
+    w = torch.ones(1, requires_grad=True)
+    loss_of = lambda x, y: ((x * w - y) ** 2).mean()  # noqa: E731
+    call = _torch.compiled_on_cuda(loss_of, big_cuda)
+    with caplog.at_level(logging.WARNING, logger="linreg.solvers"):
+        loss = call(torch.ones(4), torch.zeros(4))
+    w.grad = None  # what the training loop's zero_grad does next
+    loss.backward()  # eager: no error
+    assert w.grad.item() == 2.0
+    assert sum("backward failed to compile" in r.message for r in caplog.records) == 1
+
+
 # --- torch_dataloader: same batches on every device; the static-buffer step ----------------------
 
 def test_batches_come_from_the_cpu_generator_whatever_the_device():

@@ -125,21 +125,24 @@ def compiled_on_cuda(
 
     A compile that fails (no Triton, no C compiler on the machine) falls back
     to eager on its first call, with a warning: the fit itself never fails for it.
+    The first call also runs one trial backward, because the backward graph may be
+    compiled lazily, at the first `backward()`; the caller zeroes gradients after
+    calling this and before its own backward, so the trial's gradients are discarded.
     """
     if x.device.type != "cuda" or x.numel() < COMPILE_MIN_ELEMENTS:
         return loss_of
     compiled = torch.compile(loss_of, fullgraph=False, dynamic=False)
-    state = {"call": compiled}
+    state = {"call": None}
 
     def call(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        try:
-            return state["call"](a, b)
-        except Exception as exc:  # torch._dynamo / inductor errors carry many types
-            if state["call"] is loss_of:
-                raise
-            log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__, exc)
-            state["call"] = loss_of
-            return loss_of(a, b)
+        if state["call"] is None:
+            try:
+                compiled(a, b).backward()  # forward and backward both compile here
+                state["call"] = compiled
+            except Exception as exc:  # torch._dynamo / inductor errors carry many types
+                log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__, exc)
+                state["call"] = loss_of
+        return state["call"](a, b)
 
     return call
 
