@@ -307,14 +307,30 @@ def count_retried(text: str) -> dict[str, int]:
     return {name: len(pattern.findall(text)) for name, pattern in RETRIED.items()}
 
 
+def lift_deployment_limit(stack: Stack) -> None:
+    """Remove the concurrency limit prefect.yaml gives linreg-local: the unprotected baseline."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        client.update_deployment(deployment.id, DeploymentUpdate(concurrency_limit=None))
+        if client.read_deployment(deployment.id).global_concurrency_limit is not None:
+            raise RuntimeError(f"could not lift the concurrency limit of {DEPLOYMENT}")
+
+
 def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: float = 900,
-          single: bool = False, **extra: str) -> dict:
+          single: bool = False, unprotected: bool = False, **extra: str) -> dict:
     """Start a stack on `db`, trigger `runs` runs at once, follow them; return the figures.
 
     Args:
         single: first time one run alone on the same stack (`single_run_s`), the baseline.
+        unprotected: lift the deployment's concurrency limit first (pass LINREG_WORKERS=1 and
+            LINREG_POOL_LIMIT=0 too for the set-up the issue measured).
     """
     with server_stack(db, prefix=f"linreg-load-{db}-", **extra) as stack:
+        if unprotected:
+            lift_deployment_limit(stack)
         output_dir = stack.home / "output"
         parameters = run_parameters(output_dir, n=n, epochs=epochs)
         single_s = None
@@ -364,6 +380,22 @@ def run(config: BenchConfig) -> list[Row]:
             n=n, d=1, reps=1, ours_s=f["wall_s"], baseline_s=runs * f["single_run_s"], note=describe(f),
             checks={"every run Completed, with its artifacts and its own folder":
                     not f["problems"] and f["states"] == {"Completed": runs} and f["run_ids_distinct"]},
+            extra={"figures": json.loads(json.dumps(f, default=str))},
+        ))
+    if not config.quick:
+        # The same burst with no protection (1 worker, no pool or deployment limit), as the
+        # issue measured it: what the limits and the second worker buy. Not a check: it may lose runs.
+        try:
+            f = burst("sqlite", runs, n=n, timeout=600, unprotected=True, single=True,
+                      LINREG_WORKERS="1", LINREG_POOL_LIMIT="0")
+        except Exception as exc:  # a baseline that breaks is a finding, not a broken bench
+            print(f"bench: load: unprotected burst broke: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return rows
+        print(f"bench: load: unprotected {describe(f)}", file=sys.stderr, flush=True)
+        rows.append(Row(
+            section="load", case=f"{runs} runs at once, sqlite, unprotected", baseline=f"{runs} × one run alone",
+            n=n, d=1, reps=1, ours_s=f["wall_s"], baseline_s=runs * f["single_run_s"],
+            note=f"no deployment or pool limit, 1 worker: {describe(f)}", checks={},
             extra={"figures": json.loads(json.dumps(f, default=str))},
         ))
     return rows
