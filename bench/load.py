@@ -230,19 +230,30 @@ def run_parameters(output_dir: Path, n: int = 300, solvers: list[str] = SOLVERS,
     return {"run": run}
 
 
-def trigger_runs(stack: Stack, count: int, parameters: dict, scheduled_time: datetime | None = None) -> list[UUID]:
-    """Create `count` runs of linreg-local from `count` threads at once; return their ids."""
+def trigger_runs(stack: Stack, count: int, parameters: dict, scheduled_time: datetime | None = None,
+                 tolerate_refusals: bool = False) -> list[UUID]:
+    """Create `count` runs of linreg-local from `count` threads at once; return their ids.
+
+    With `tolerate_refusals`, a creation the server refuses (after the client's own
+    retries) is left out of the list instead of raising: the caller counts the missing.
+    """
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
-    def one(_: int) -> UUID:
+    def one(_: int) -> UUID | None:
         with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
             deployment = client.read_deployment_by_name(DEPLOYMENT)
             state = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
-            return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=state).id
+            try:
+                return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=state).id
+            except PrefectHTTPStatusError:
+                if not tolerate_refusals:
+                    raise
+                return None
 
     with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(one, range(count)))
+        return [run_id for run_id in pool.map(one, range(count)) if run_id is not None]
 
 
 def wait_final(stack: Stack, ids: list[UUID], timeout: float, poll: float = 2.0) -> dict:
@@ -340,7 +351,7 @@ def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: 
             wait_final(stack, alone, timeout)
             single_s = time.monotonic() - started
         started = time.monotonic()
-        ids = trigger_runs(stack, runs, parameters)
+        ids = trigger_runs(stack, runs, parameters, tolerate_refusals=True)
         final = wait_final(stack, ids, timeout)
         wall = time.monotonic() - started
         checks = check_runs(stack, final, output_dir)
@@ -350,7 +361,7 @@ def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: 
         states[check.state] = states.get(check.state, 0) + 1
     gaps = [c.scheduled_to_running_s for c in checks if c.scheduled_to_running_s is not None]
     return {
-        "db": db, "runs": runs, "n": n, "wall_s": wall, "runs_per_min": runs / wall * 60, "single_run_s": single_s,
+        "db": db, "runs": runs, "refused_triggers": runs - len(ids), "n": n, "wall_s": wall, "runs_per_min": runs / wall * 60, "single_run_s": single_s,
         "max_scheduled_to_running_s": max(gaps) if gaps else None, "states": states,
         "retried_errors": count_retried(logs),
         "run_ids_distinct": len({c.run_folder.name for c in checks if c.run_folder}) == len(checks),
@@ -363,8 +374,9 @@ def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: 
 def describe(f: dict) -> str:
     errors = ", ".join(f"{k} {v}" for k, v in f["retried_errors"].items())
     gap = f["max_scheduled_to_running_s"]
+    refused = f"{f['refused_triggers']} refused at creation, " if f.get("refused_triggers") else ""
     return (f"{f['db']}: {f['runs']} runs, {f['workers']} workers, pool limit {f['pool_limit']}: "
-            f"{f['states']} in {f['wall_s']:.0f} s ({f['runs_per_min']:.1f} runs/min); "
+            f"{refused}{f['states']} in {f['wall_s']:.0f} s ({f['runs_per_min']:.1f} runs/min); "
             f"largest Scheduled→Running {gap if gap is None else round(gap, 1)} s; log lines: {errors}")
 
 
