@@ -25,6 +25,7 @@ from uuid import UUID
 import pytest
 from procs import run_logged
 
+from bench.load import alive, process_family
 from linreg.solvers import SOLVERS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -86,29 +87,6 @@ def stack_env(tmp: Path, port: int) -> dict:
         PREFECT_LOGGING_EXTRA_LOGGERS="linreg",
     )
     return env
-
-
-def process_family(pids: list[int]) -> set[int]:
-    """`pids` and every process below them or in their process groups."""
-    table = [tuple(map(int, line.split())) for line in subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True, text=True, check=True).stdout.splitlines()]
-    family, roots = set(pids), set(pids)
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid, pgid in table:
-            if pid not in family and (ppid in family or pgid in roots):
-                family.add(pid)
-                grew = True
-    return family
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def recorded_pids(run_dir: Path) -> list[int]:
