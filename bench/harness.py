@@ -22,6 +22,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
+from linreg.provenance import cpu_model
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -163,7 +165,7 @@ def machine_info() -> dict:
     import torch
 
     info = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
@@ -183,16 +185,6 @@ def machine_info() -> dict:
     except ImportError:  # the bench extra is not installed: the closed-form section will say so
         info["blas"] = None
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_sections(names: list[str], config: BenchConfig) -> dict:

@@ -63,17 +63,8 @@ class Moments:
         One pass takes raw sums (`raw_sums`); when centring them would cancel
         more than MAX_CANCELLATION allows, a second pass sums the centred data.
         """
-        n = len(y)
-        xx, xy, sx, yy, sy = raw_sums(x, y)
-        mean_x, mean_y = sx / n, sy / n
-        sxx = xx - n * np.outer(mean_x, mean_x)
-        sxy = xy - n * mean_x * mean_y
-        syy = yy - n * mean_y**2
-        raw = np.append(np.diag(xx), yy)
-        centred = np.append(np.diag(sxx), syy)
-        if not np.all(raw <= MAX_CANCELLATION * centred):
-            return centred_products(x, y, mean_x, mean_y)
-        return cls(n=n, mean_x=mean_x, mean_y=float(mean_y), sxx=sxx, sxy=sxy, syy=float(syy))
+        return centred_from_raw(len(y), *raw_sums(x, y),
+                                second_pass=lambda mean_x, mean_y: centred_products(x, y, mean_x, mean_y))
 
     def merge(self, other: "Moments") -> "Moments":
         """Moments of both sets of rows together (Chan, Golub & LeVeque's pairwise update)."""
@@ -185,6 +176,21 @@ def blocks(x: np.ndarray, y: np.ndarray):
         yield x[start : start + rows], column[start : start + rows]
 
 
+def centred_from_raw(n: int, xx, xy, sx, yy, sy, second_pass) -> Moments:
+    """Moments from raw sums (xᵀx, xᵀy, Σx, yᵀy, Σy) of n rows, centred by subtraction;
+    when that would cancel more than MAX_CANCELLATION allows, `second_pass(mean_x, mean_y)`
+    sums the centred data instead (on the CPU, or on the device that holds it)."""
+    mean_x, mean_y = sx / n, sy / n
+    sxx = xx - n * np.outer(mean_x, mean_x)
+    sxy = xy - n * mean_x * mean_y
+    syy = yy - n * mean_y**2
+    raw = np.append(np.diag(xx), yy)
+    centred = np.append(np.diag(sxx), syy)
+    if not np.all(raw <= MAX_CANCELLATION * centred):
+        return second_pass(mean_x, mean_y)
+    return Moments(n=n, mean_x=mean_x, mean_y=float(mean_y), sxx=sxx, sxy=sxy, syy=float(syy))
+
+
 def raw_sums(x: np.ndarray, y: np.ndarray):
     """Sums over rows of x xᵀ, x y, x, y² and y, in one pass of cache-sized blocks.
 
@@ -294,16 +300,8 @@ def moments_of_augmented(z) -> Moments:
     """Moments of x and y held on a device as z = [x, y, 1] (k, d + 2), float64."""
     n, d = len(z), z.shape[1] - 2
     g = gram(z)
-    xx, xy, sx, yy, sy = g[:d, :d], g[:d, d], g[:d, d + 1], g[d, d], g[d, d + 1]
-    mean_x, mean_y = sx / n, sy / n
-    sxx = xx - n * np.outer(mean_x, mean_x)
-    sxy = xy - n * mean_x * mean_y
-    syy = yy - n * mean_y**2
-    raw = np.append(np.diag(xx), yy)
-    centred = np.append(np.diag(sxx), syy)
-    if not np.all(raw <= MAX_CANCELLATION * centred):
-        return centred_on_device(z, mean_x, float(mean_y))
-    return Moments(n=n, mean_x=mean_x, mean_y=float(mean_y), sxx=sxx, sxy=sxy, syy=float(syy))
+    return centred_from_raw(n, g[:d, :d], g[:d, d], g[:d, d + 1], g[d, d], g[d, d + 1],
+                            second_pass=lambda mean_x, mean_y: centred_on_device(z, mean_x, float(mean_y)))
 
 
 def centred_on_device(z, mean_x: np.ndarray, mean_y: float) -> Moments:
