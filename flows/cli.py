@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--epochs", help="epochs for every iterative solver (default: each solver's own)")
     solve.add_argument("--lr", help="learning rate for every iterative solver (default: each solver's own)")
     solve.add_argument("--batch-size", help="minibatch size; above n it is clipped to n (default 50)")
+    solve.add_argument("--no-intercept", action="store_true",
+                       help="fit y = x·w without a bias, with every solver (R² is then uncentred)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--output-dir", help="data root: datasets/ and runs/ go here (default data)")
     run.add_argument("--runner", help="task runner for training: threads (default), processes or dask")
@@ -102,6 +104,8 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         fields["solvers"] = _split(args.solvers)
     defaults = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
+    if args.no_intercept:
+        fields["fit_intercept"] = False
     for key in ("device", "runner", "dask_address"):
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)

@@ -110,7 +110,7 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     training_seconds = perf_counter() - started
     raise_if_interrupted(deadline)
 
-    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why))
+    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why), run.fit_intercept)
     publish_run(summary, fits, ref, run.output_dir)
     emit_solver_events(summary)
 

@@ -8,10 +8,8 @@ corrected two-pass algorithm). Chunks are merged with the pairwise update of
 Chan, Golub and LeVeque, which stays accurate where raw sums would cancel, so
 a file streamed one row group at a time gives the moments of the whole.
 
-`solve_centred` reads the least-squares fit off the centred normal equations
-when the correlation matrix of x is well conditioned, and says so when it is
-not; `Moments.solve` then falls back to the minimum-norm solution of the
-centred system.
+`linreg.least_squares` reads the fit off these moments when that is safe, and
+takes a QR pass over the data when it is not.
 """
 
 from dataclasses import dataclass
@@ -26,9 +24,6 @@ BLOCK_ELEMENTS = 1 << 18
 # Centring raw sums loses log10(raw / centred) digits; beyond 2 digits, sum the
 # centred data instead.
 MAX_CANCELLATION = 1e2
-# The normal equations square the condition number of the centred design; past
-# this condition number of the correlation matrix, their error could reach 1e-10.
-MAX_CONDITION = 1e6
 
 
 @dataclass(frozen=True)
@@ -88,20 +83,6 @@ class Moments:
     def d(self) -> int:
         return len(self.mean_x)
 
-    def solve(self) -> tuple[np.ndarray, float]:
-        """Least-squares (coef (d,), intercept) from the centred normal equations.
-
-        When they are not safe to solve (see `solve_centred`), the minimum-norm
-        solution of the centred system (SVD): a constant or duplicated feature
-        gets the share of the fit that has the least norm, and the intercept
-        takes the rest.
-        """
-        solution = solve_centred(self)
-        if solution is not None:
-            return solution
-        coef = np.linalg.lstsq(self.sxx, self.sxy, rcond=None)[0]
-        return coef, float(self.mean_y - self.mean_x @ coef)
-
     def rss(self, coef: np.ndarray, intercept: float) -> float:
         """Residual sum of squares of y ≈ intercept + x @ coef, without another pass.
 
@@ -138,27 +119,6 @@ def accumulate(
             if progress:
                 progress(len(y))
     return total
-
-
-def solve_centred(moments: Moments) -> tuple[np.ndarray, float] | None:
-    """Solve the centred normal equations, or None when they are not safe to solve.
-
-    Returns:
-        (coef (d,), intercept), or None when n < 2, a feature is constant, or the
-        correlation matrix of x has a condition number above MAX_CONDITION.
-    """
-    variances = np.diag(moments.sxx)
-    finite = all(np.isfinite(a).all() for a in (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y))
-    if moments.n < 2 or not finite or not np.all(variances > 0):
-        return None
-    scale = np.sqrt(variances)
-    # The correlation matrix: scaling columns leaves the solution's accuracy as it is,
-    # and its condition number is the one that measures collinearity.
-    correlation = moments.sxx / np.outer(scale, scale)
-    if not np.linalg.cond(correlation) <= MAX_CONDITION:
-        return None
-    coef = np.linalg.solve(correlation, moments.sxy / scale) / scale
-    return coef, float(moments.mean_y - moments.mean_x @ coef)
 
 
 # --- The one-chunk pass ----------------------------------------------------------------------

@@ -91,9 +91,24 @@ def _fixed_width(rows: list[dict], columns: list[str], digits: int = 6) -> str:
 
 
 def console_table(summary: RunSummary) -> str:
-    """A fixed-width table for the terminal."""
+    """A fixed-width table for the terminal, then the reference's line (and its warning, if any)."""
     columns = ["solver", "status", "bias", "weights", "distance_to_closed_form", "mse", "r2", "seconds"]
-    return _fixed_width(summary_rows(summary), columns)
+    table = _fixed_width(summary_rows(summary), columns)
+    return table + ("\n\n" + reference_line(summary) if summary.reference else "")
+
+
+def reference_line(summary: RunSummary) -> str:
+    """How the closed form was solved and how far it can be trusted, in one or two lines."""
+    ref = summary.reference
+    if ref is None:
+        return "Reference: not recorded (a run made before linreg recorded it)."
+    centred = (f", {_fmt(ref.condition_number_centred, 3)} centred without the intercept column"
+               if ref.condition_number_centred is not None else "")
+    intercept = "with an intercept" if summary.fit_intercept else "without an intercept"
+    line = (f"Reference: closed form by {ref.method}, {intercept}; condition number of the scaled design "
+            f"{_fmt(ref.condition_number, 3)}{centred}; about {math.floor(ref.expected_digits)} correct digits; "
+            f"R² {ref.r2_convention} (1 − RSS / {'Σ(y − ȳ)²' if ref.r2_convention == 'centred' else 'Σy²'}).")
+    return line + (f"\nWarning: {ref.warning}" if ref.warning else "")
 
 
 def provenance_line(summary: RunSummary) -> str:
@@ -193,6 +208,7 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         f"Dataset: `{ds.path}`  \nsha256: `{ds.sha256}`  \n"
         f"n={ds.n}, d={ds.d}, true weights={ds.weights}, true bias={ds.bias}, noise={ds.noise}, seed={ds.seed}",
         provenance_line(summary),
+        reference_line(summary).replace("\n", "  \n"),
         "## Results",
         *([f"Training took {summary.training_seconds:.2f} s of wall time for "
            f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
@@ -217,7 +233,8 @@ def outcome(summary: RunSummary) -> tuple[bool, str]:
     """
     groups = summary.statuses()
     total = len(summary.results)
-    notes = [f"{len(groups[s])} {s} ({', '.join(groups[s])})" for s in (Status.FAILED, Status.DIVERGED) if s in groups]
+    notes = [f"{len(groups[s])} {s} ({', '.join(groups[s])})"
+             for s in (Status.FAILED, Status.DIVERGED, Status.RANK_DEFICIENT) if s in groups]
     if not notes:
         return True, f"all {total} solvers ok"
     return Status.FAILED not in groups, f"{len(groups.get(Status.OK, []))} of {total} solvers ok; " + "; ".join(notes)

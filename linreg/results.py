@@ -40,7 +40,7 @@ FLOAT_COLUMNS = ["noise", "true_bias", "training_seconds", "seconds", "error", "
                  "bias_abs_error", "distance_to_closed_form", "mse", "r2", "final_loss", "bias", "load_average"]
 INT_COLUMNS = ["n", "d", "seed", "epochs", "diverged_epoch", "cores"]
 SPEC_FIELDS = ("n", "weights", "bias", "noise", "seed")  # what generates a dataset
-STATUS_RANK = {Status.OK: 0, Status.DIVERGED: 1, Status.FAILED: 2}
+STATUS_RANK = {Status.OK: 0, Status.RANK_DEFICIENT: 1, Status.DIVERGED: 1, Status.FAILED: 2}
 
 
 class RunNotFound(LookupError):

@@ -122,6 +122,9 @@ class RunSpec(FrozenModel):
         description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="time limits for each fit and the whole run")
+    fit_intercept: bool = Field(
+        True, description="fit y = b + x·w; false fits y = x·w with every solver (bias reported as 0.0, R² uncentred)"
+    )
 
     def label(self, device: str | None = None) -> str:
         """A short name for runs of this spec, e.g. `n1000-d1-seed42-cpu`."""
@@ -132,7 +135,7 @@ class RunSpec(FrozenModel):
         spec = self.defaults.apply(SOLVERS[name].defaults)
         if name in self.overrides:
             spec = self.overrides[name].apply(spec)
-        return spec.model_copy(update={"device": device})
+        return spec.model_copy(update={"device": device, "fit_intercept": self.fit_intercept})
 
     @field_validator("solvers")
     @classmethod

@@ -13,10 +13,11 @@ from tasks.dataset import memory_budget
 @task(name="evaluate", cache_policy=NO_CACHE)  # its inputs hold arrays, which hash unstably
 def evaluate_fits(
     ref: DatasetRef, fits: list[FitResult], run_id: str, training_seconds: float | None = None,
-    device: tuple[str, str] | None = None,
+    device: tuple[str, str] | None = None, fit_intercept: bool = True,
 ) -> RunSummary:
     """One pass over the data (streamed when it exceeds the memory budget) scores every fit.
 
     `device` is the planned device and why it was chosen, recorded in the summary."""
     made_by = provenance.collect(provenance.run_device([fit.device for fit in fits]))
-    return summarize(run_id, ref, open_dataset(ref, memory_budget()), fits, training_seconds, made_by, device)
+    data = open_dataset(ref, memory_budget())
+    return summarize(run_id, ref, data, fits, training_seconds, made_by, device, fit_intercept)

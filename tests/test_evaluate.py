@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose
 
 from linreg.data import make_dataset
 from linreg.evaluate import closed_form_inference, evaluate_fit, summarize, training_mse_r2
+from linreg.least_squares import solve_least_squares
 from linreg.moments import accumulate
 from linreg.report import console_table, outcome, render_markdown, summary_rows
 from linreg.solvers import SOLVERS
@@ -31,6 +32,10 @@ def moments(data):
     return accumulate(data.iter_chunks(), data.d)
 
 
+def solution(data, fit_intercept=True):
+    return solve_least_squares(moments(data), data.iter_chunks, fit_intercept)
+
+
 def test_errors_are_measured_against_the_truth_and_the_reference(data):
     reference = closed(data)
     fit = FitResult(solver="x", coef=np.array([2.1, -1.0]), intercept=0.4)
@@ -50,7 +55,7 @@ def test_mse_and_r2_match_their_definitions(data):
 
 
 def test_closed_form_inference_matches_the_textbook_formula(data):
-    intervals = closed_form_inference(moments(data), data.spec)
+    intervals = closed_form_inference(solution(data), data.spec)
     design = np.column_stack([np.ones(data.n), data.x])
     beta = np.linalg.solve(design.T @ design, design.T @ data.y)
     sigma2 = np.sum((data.y - design @ beta) ** 2) / (data.n - 3)
@@ -64,7 +69,7 @@ def test_closed_form_inference_matches_the_textbook_formula(data):
 
 def _inference(spec):
     data = make_dataset(spec)
-    return closed_form_inference(moments(data), spec)
+    return closed_form_inference(solution(data), spec)
 
 
 def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time():
@@ -120,9 +125,12 @@ def test_markdown_report_states_the_dataset_and_embeds_images(data):
 
 def test_console_table_has_a_row_per_solver(data):
     table = console_table(_summary(data, [closed(data), failed_result("numpy_gd", 2, ValueError("x"))]))
-    lines = table.splitlines()
+    rows, reference = table.split("\n\n")
+    lines = rows.splitlines()
     assert lines[0].split()[:2] == ["solver", "status"]
     assert [line.split()[:2] for line in lines[1:]] == [["closed_form", "ok"], ["numpy_gd", "failed"]]
+    assert reference.startswith("Reference: closed form by normal equations, with an intercept; condition number")
+    assert "R² centred" in reference and "Warning" not in reference
 
 
 def test_rss_from_moments_matches_the_residuals(data):
@@ -131,10 +139,12 @@ def test_rss_from_moments_matches_the_residuals(data):
     assert moments(data).rss(coef, intercept) == pytest.approx(residual @ residual, rel=1e-12)
 
 
-def test_solve_matches_lstsq_and_falls_back_when_singular(data):
-    coef, intercept = moments(data).solve()
+def test_solve_matches_lstsq_and_says_when_singular(data):
+    solution = solve_least_squares(moments(data), lambda: [(data.x, data.y)])
     beta = np.linalg.lstsq(np.column_stack([np.ones(data.n), data.x]), data.y, rcond=None)[0]
-    assert_allclose([intercept, *coef], beta, rtol=1e-10)
+    assert_allclose([solution.intercept, *solution.coef], beta, rtol=1e-10)
+    assert solution.method == "normal equations" and not solution.rank_deficient
     twin = np.column_stack([data.x[:, 0], data.x[:, 0]])  # perfectly collinear
-    coef, _ = accumulate([(twin, data.y)], 2).solve()
-    assert np.isfinite(coef).all() and coef[0] == pytest.approx(coef[1])
+    singular = solve_least_squares(accumulate([(twin, data.y)], 2), lambda: [(twin, data.y)])
+    assert singular.rank_deficient and "w0, w1" in singular.warning and "minimum-norm" in singular.warning
+    assert np.isfinite(singular.coef).all() and singular.coef[0] == pytest.approx(singular.coef[1])

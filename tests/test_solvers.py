@@ -156,15 +156,16 @@ def test_batch_size_above_n_is_clipped_with_a_warning(caplog):
 def test_one_row_is_enough_to_fit_a_line_through_it(name):
     # One row: every line through the point is a least-squares fit. Descent from any
     # start converges onto one (the residual shrinks by |1 - 2 lr (1 + x^2)| per epoch);
-    # the closed form picks lstsq's minimum-norm one.
+    # the closed form says the design is rank-deficient and picks the minimum-norm one
+    # in standardised units: the line through the point with slope 0.
     data = make_dataset(DataSpec(n=1, seed=0))
     result = fit(name, data)
-    assert result.status == OK and result.coef.shape == (1,)
+    assert result.status == ("rank_deficient" if name == "closed_form" else OK) and result.coef.shape == (1,)
     residual = data.y[0] - result.intercept - result.coef[0] * data.x[0, 0]
     float_rounding = 1e-5 if SOLVERS[name].uses_torch else 1e-12  # float32 or float64, |y| ~ 4.6
     assert abs(residual) <= float_rounding * abs(data.y[0])
     if name == "closed_form":
-        assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-12)
+        assert result.coef[0] == 0.0 and "columns involved: w0" in result.message
     else:
         assert result.loss_history[-1] < 1e-6 * result.loss_history[0]
 
@@ -301,22 +302,35 @@ def test_closed_form_spans_many_blocks(monkeypatch):
     assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-10)
 
 
-def test_closed_form_falls_back_to_lstsq_when_ill_conditioned():
-    from linreg.moments import Moments, solve_centred
+def test_closed_form_solves_an_ill_conditioned_design_by_qr_and_says_what_it_lost():
+    from linreg.least_squares import normal_equations
+    from linreg.moments import Moments
 
     base = make_dataset(DataSpec(n=400, weights=[1.0, 1.0], seed=6))
-    x = np.column_stack([base.x[:, 0], base.x[:, 0] + 1e-9 * base.x[:, 1]])  # condition number ~1e18
-    assert solve_centred(Moments.of_chunk(x, base.y)) is None
+    x = np.column_stack([base.x[:, 0], base.x[:, 0] + 1e-7 * base.x[:, 1]])  # condition number ~3e7
+    assert normal_equations(Moments.of_chunk(x, base.y), True) is None  # the fast path declines
     data = type(base)(x=x, y=base.y, spec=base.spec)
     result = fit("closed_form", data)
-    assert_allclose([result.intercept, *result.coef], lstsq_reference(x, base.y), rtol=1e-12)
+    solution = result.least_squares
+    assert result.status == OK and solution.method == "QR, extended precision"
+    assert 1e7 < solution.condition_number_centred < 1e8
+    # The coefficients are ~1e7: lstsq (float64 SVD) agrees to the digits the data determine.
+    assert 4 < solution.expected_digits < 9
+    reference = lstsq_reference(x, base.y)
+    assert_allclose([result.intercept, *result.coef], reference, rtol=10 ** -(solution.expected_digits - 1))
+    kappa = f"{solution.condition_number_centred:.3g}"
+    assert f"ill-conditioned design (condition number {kappa} of the scaled centred design)" in result.message
+    assert f"about {int(solution.expected_digits)} correct digits" in result.message
 
 
-def test_closed_form_of_a_constant_feature_is_lstsqs_minimum_norm_solution():
+def test_closed_form_of_a_constant_feature_says_it_is_rank_deficient():
     base = make_dataset(DataSpec(n=30, seed=2))
     data = type(base)(x=np.full((30, 1), 3.0), y=base.y, spec=base.spec)
     result = fit("closed_form", data)
-    assert_allclose([result.intercept, *result.coef], lstsq_reference(data.x, data.y), rtol=1e-12)
+    assert result.status == "rank_deficient" and "columns involved: w0." in result.message
+    # Minimum norm in standardised units: the constant column gets nothing, the intercept the mean.
+    assert result.coef[0] == 0.0 and result.intercept == pytest.approx(data.y.mean(), rel=1e-14)
+    assert np.isnan(result.least_squares.coef_se).all()
 
 
 def test_closed_form_does_not_copy_the_data():

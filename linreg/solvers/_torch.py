@@ -168,6 +168,19 @@ def initial_bias_weights(
     return b, w
 
 
+def drop_intercept(bias: torch.Tensor, fit_intercept: bool) -> None:
+    """Without an intercept: the bias becomes a constant 0 that no optimizer updates.
+
+    It is still drawn first, so the generator's stream, and so every other initial
+    value, is the same as with an intercept. Reported bias: 0.0.
+    """
+    if fit_intercept:
+        return
+    with torch.no_grad():
+        bias.zero_()
+    bias.requires_grad_(False)
+
+
 def seeded_linear(d: int, g: torch.Generator) -> nn.Linear:
     """nn.Linear(d, 1) with its default init, U(-1/sqrt(d), 1/sqrt(d)), drawn from `g`.
 

@@ -4,13 +4,16 @@ from dataclasses import dataclass, field
 
 import logging
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from pydantic import Field
 
 from linreg.validation import MAX_BATCH, MAX_EPOCHS, FrozenModel, range_check
 
+
+if TYPE_CHECKING:
+    from linreg.least_squares import LeastSquares
 
 log = logging.getLogger("linreg.solvers")
 
@@ -21,6 +24,9 @@ class Status(StrEnum):
     OK = "ok"  # finished with finite parameters
     DIVERGED = "diverged"  # the loss became non-finite
     FAILED = "failed"  # the solver raised
+    # The closed form only: the design is numerically rank-deficient for float64 data; the
+    # coefficients are the minimum-norm solution in standardised units, not a unique fit.
+    RANK_DEFICIENT = "rank_deficient"
 
 
 OK, DIVERGED, FAILED = Status.OK, Status.DIVERGED, Status.FAILED
@@ -35,6 +41,7 @@ class SolverSpec(FrozenModel):
         50, description="minibatch size; a value above n is clipped to n with a warning"
     )
     device: str = Field("cpu", description="resolved torch device")
+    fit_intercept: bool = Field(True, description="fit y = b + x·w; False fits y = x·w and reports b = 0.0")
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class FitResult:
         message: why, when the status is not "ok".
         diverged_epoch: first epoch whose loss was non-finite, when diverged.
         worker: where the orchestrator ran the fit (a Dask worker's address), when known.
+        least_squares: the closed form's full solution (inference, condition numbers, method).
+
+    `message` also carries a warning for an `ok` fit that lost digits (the closed form on
+    an ill-conditioned design).
     """
 
     solver: str
@@ -66,6 +77,7 @@ class FitResult:
     message: str | None = None
     diverged_epoch: int | None = None
     worker: str | None = None
+    least_squares: "LeastSquares | None" = None
 
 
 def iterative_result(

@@ -25,9 +25,12 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     rng = random_state_after_data(data.spec)
     w = rng.standard_normal(data.d)
     b = rng.standard_normal(1)[0]
+    if not spec.fit_intercept:
+        b = 0.0  # drawn all the same, so the stream (and w) stay the tutorial's
+    step_b = 1.0 if spec.fit_intercept else 0.0  # without an intercept b stays 0
     arrays = data.arrays()
     if arrays is None:
-        return _fit_streamed(data, spec, w, b, progress)
+        return _fit_streamed(data, spec, w, b, progress, step_b)
     (x, y), n = arrays, data.n
     losses = np.empty(spec.epochs)
     start = perf_counter()
@@ -40,7 +43,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
             error -= y
             losses[t] = error @ error / n
             w = w - (2 * spec.lr / n) * (error @ x)
-            b = b - (2 * spec.lr / n) * error.sum()
+            b = b - step_b * (2 * spec.lr / n) * error.sum()
             if progress:
                 progress(n)
     return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")
@@ -61,7 +64,7 @@ def streamed_gradient(data, w: np.ndarray, b: float, progress) -> tuple[float, n
     return squares, grad_w, grad_b
 
 
-def _fit_streamed(data, spec: SolverSpec, w: np.ndarray, b: float, progress) -> FitResult:
+def _fit_streamed(data, spec: SolverSpec, w: np.ndarray, b: float, progress, step_b: float = 1.0) -> FitResult:
     n = data.n
     losses = np.empty(spec.epochs)
     start = perf_counter()
@@ -70,5 +73,5 @@ def _fit_streamed(data, spec: SolverSpec, w: np.ndarray, b: float, progress) -> 
             squares, grad_w, grad_b = streamed_gradient(data, w, b, progress)
             losses[t] = squares / n
             w = w - (2 * spec.lr / n) * grad_w
-            b = b - (2 * spec.lr / n) * grad_b
+            b = b - step_b * (2 * spec.lr / n) * grad_b
     return iterative_result("numpy_gd", w, b, losses, perf_counter() - start, "cpu")

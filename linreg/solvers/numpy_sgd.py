@@ -22,12 +22,23 @@ from linreg.data import DataSource
 from linreg.solvers.base import FitResult, SolverSpec, clip_batch_size, iterative_result
 
 
-def with_intercept_column(x: np.ndarray) -> np.ndarray:
-    """Return [x, 1]: (n, d + 1), so that one vector theta = [w, b] holds every parameter."""
+def with_intercept_column(x: np.ndarray, fit_intercept: bool = True) -> np.ndarray:
+    """Return [x, 1]: (n, d + 1), so that one vector theta = [w, b] holds every parameter.
+
+    Without an intercept the last column is 0: b then gets no gradient and stays at the 0 it starts from.
+    """
     design = np.empty((x.shape[0], x.shape[1] + 1))
     design[:, :-1] = x
-    design[:, -1] = 1.0
+    design[:, -1] = 1.0 if fit_intercept else 0.0
     return design
+
+
+def initial_theta(rng: np.random.Generator, d: int, fit_intercept: bool) -> np.ndarray:
+    """[w, b] drawn from `rng`; b is 0 without an intercept (drawn all the same, so w starts alike)."""
+    theta = rng.standard_normal(d + 1)
+    if not fit_intercept:
+        theta[-1] = 0.0
+    return theta
 
 
 def sgd_epoch(design: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch_size: int) -> float:
@@ -59,8 +70,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     if arrays is None:
         return _fit_streamed(data, spec, rng, batch_size, progress)
     x, y = arrays
-    design = with_intercept_column(x)
-    theta = rng.standard_normal(data.d + 1)
+    design = with_intercept_column(x, spec.fit_intercept)
+    theta = initial_theta(rng, data.d, spec.fit_intercept)
     losses = np.empty(spec.epochs)
     start = perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
@@ -72,7 +83,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")
 
 
-def streamed_sgd_epoch(source, theta: np.ndarray, lr: float, batch_size: int, rng, progress) -> float:
+def streamed_sgd_epoch(source, theta: np.ndarray, lr: float, batch_size: int, rng, progress,
+                       fit_intercept: bool = True) -> float:
     """One epoch over row groups in a random order, rows shuffled within each; updates `theta` in place.
 
     Returns:
@@ -81,17 +93,17 @@ def streamed_sgd_epoch(source, theta: np.ndarray, lr: float, batch_size: int, rn
     total = 0.0
     for x, y in source.iter_row_groups(rng.permutation(source.row_groups)):
         order = rng.permutation(len(y))
-        total += len(y) * sgd_epoch(with_intercept_column(x)[order], y[order], theta, lr, min(batch_size, len(y)))
+        total += len(y) * sgd_epoch(with_intercept_column(x, fit_intercept)[order], y[order], theta, lr, min(batch_size, len(y)))
         if progress:
             progress(len(y))
     return total / source.n
 
 
 def _fit_streamed(source, spec: SolverSpec, rng, batch_size: int, progress) -> FitResult:
-    theta = rng.standard_normal(source.d + 1)
+    theta = initial_theta(rng, source.d, spec.fit_intercept)
     losses = np.empty(spec.epochs)
     start = perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(spec.epochs):
-            losses[t] = streamed_sgd_epoch(source, theta, spec.lr, batch_size, rng, progress)
+            losses[t] = streamed_sgd_epoch(source, theta, spec.lr, batch_size, rng, progress, spec.fit_intercept)
     return iterative_result("numpy_sgd", theta[:-1], theta[-1], losses, perf_counter() - start, "cpu")

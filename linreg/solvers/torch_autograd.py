@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from linreg.data import DataSource
-from linreg.solvers._torch import affine, full_batch, initial_bias_weights, seeded_generator
+from linreg.solvers._torch import affine, drop_intercept, full_batch, initial_bias_weights, seeded_generator
 from linreg.solvers.base import FitResult, SolverSpec, iterative_result
 
 
@@ -20,6 +20,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
         progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     b, w = initial_bias_weights(seeded_generator(data.spec.seed), data.d, spec.device)
+    drop_intercept(b, spec.fit_intercept)
 
     def zero_grad() -> None:
         # None rather than zero_(): the next backward hands its gradient over without a copy.
@@ -27,7 +28,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
 
     def step() -> None:
         with torch.no_grad():
-            b.sub_(b.grad, alpha=spec.lr)
+            if b.requires_grad:
+                b.sub_(b.grad, alpha=spec.lr)
             w.sub_(w.grad, alpha=spec.lr)
 
     # mse_loss is the tutorial's mean((y - y_hat) ** 2) as one op: tiny tensors pay per op.

@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from linreg.data import DataSource
-from linreg.solvers._torch import Stopwatch, as_tensors, chunk_tensors, make_sgd, seeded_generator, seeded_linear
+from linreg.solvers._torch import (
+    Stopwatch, as_tensors, chunk_tensors, drop_intercept, make_sgd, seeded_generator, seeded_linear,
+)
 from linreg.solvers.base import FitResult, SolverSpec, clip_batch_size, iterative_result
 
 log = logging.getLogger("linreg.solvers")
@@ -183,6 +185,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     """
     g = seeded_generator(data.spec.seed)
     model = nn.Sequential(seeded_linear(data.d, g)).to(spec.device)
+    drop_intercept(model[0].bias, spec.fit_intercept)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
     model.train()

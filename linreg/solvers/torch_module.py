@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from linreg.data import DataSource
-from linreg.solvers._torch import affine, full_batch, initial_bias_weights, make_sgd, seeded_generator
+from linreg.solvers._torch import affine, drop_intercept, full_batch, initial_bias_weights, make_sgd, seeded_generator
 from linreg.solvers.base import FitResult, SolverSpec, iterative_result
 
 # The tutorial's third torch section draws its (b, w) after two earlier sections.
@@ -36,6 +36,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
         progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     model = LinearRegression(data.d, seeded_generator(data.spec.seed), TUTORIAL_POSITION).to(spec.device)
+    drop_intercept(model.b, spec.fit_intercept)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
     model.train()

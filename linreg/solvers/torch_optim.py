@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from linreg.data import DataSource
-from linreg.solvers._torch import affine, full_batch, initial_bias_weights, make_sgd, seeded_generator
+from linreg.solvers._torch import affine, drop_intercept, full_batch, initial_bias_weights, make_sgd, seeded_generator
 from linreg.solvers.base import FitResult, SolverSpec, iterative_result
 
 # The tutorial's second torch section draws its (b, w) after the first one's.
@@ -22,6 +22,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
         progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     b, w = initial_bias_weights(seeded_generator(data.spec.seed), data.d, spec.device, TUTORIAL_POSITION)
+    drop_intercept(b, spec.fit_intercept)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd([b, w], spec.lr, spec.device)
     losses, seconds = full_batch(

@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from linreg.data import DataSource
-from linreg.solvers._torch import full_batch, make_sgd, seeded_generator, seeded_linear
+from linreg.solvers._torch import drop_intercept, full_batch, make_sgd, seeded_generator, seeded_linear
 from linreg.solvers.base import FitResult, SolverSpec, iterative_result
 
 
@@ -19,6 +19,7 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
         progress: called with the rows done: per chunk as it is read when streamed, per epoch in memory.
     """
     model = nn.Sequential(seeded_linear(data.d, seeded_generator(data.spec.seed))).to(spec.device)
+    drop_intercept(model[0].bias, spec.fit_intercept)
     loss_fn = nn.MSELoss(reduction="mean")
     optimizer = make_sgd(model.parameters(), spec.lr, spec.device)
     model.train()

@@ -1,0 +1,488 @@
+"""The reference least-squares fit: fast when the data allow it, right to the data's digits when not.
+
+Two paths, chosen per dataset from the moments (`linreg.moments.Moments`), which
+every fit gathers anyway:
+
+- **normal equations** (the fast path): read off the moments, no further pass.
+  Taken only when they keep at least `SAFE_DIGITS` digits: the correlation
+  matrix's condition number is at most `MAX_CONDITION` (the normal equations
+  square the design's), and the residual sum of squares does not cancel more
+  than `MAX_RSS_CANCELLATION` against the total.
+- **QR** (the stable path): one more pass over the data, in row blocks, each
+  centred by the moments' means and scaled by their spreads, reduced by a
+  Householder QR in extended precision (`np.longdouble`, 64-bit mantissa on
+  x86) and merged into one R factor: a TSQR, the same for data in memory, a
+  streamed file or moments summed on CUDA. Its error does not square the
+  condition number, and the extended arithmetic keeps rounding below the
+  float64 data's own.
+
+Either way the result carries the design's condition numbers (columns scaled to
+unit norm, with and without the intercept column), the digits the float64 data
+determine (`expected_digits`), and a warning when they are fewer than
+`WARN_DIGITS`. On the QR path those digits are measured, not bounded: the same
+pass reduces a twin of the data with every x and y value perturbed at float64's
+rounding (relative 2⁻⁵³, seeded), and the two solutions' difference is what the
+data's own rounding does to the coefficients; the first-order bound u·κ caps it.
+(The textbook worst case u·κ(1 + κ tan θ) promises 0 digits on NIST's Filip,
+where 7.6 are right; this estimate promises 6.) A design that is numerically rank-deficient for float64 is said
+to be so: it gets the minimum-norm solution in standardised units, named as such,
+and the columns involved.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from linreg.moments import Moments
+
+EXTENDED = np.longdouble
+# Where long double is no wider than float64 (Windows, macOS on ARM), QR runs in float64 and says so.
+HAS_EXTENDED = np.finfo(EXTENDED).eps < np.finfo(np.float64).eps
+# Extended QR is elementwise NumPy (no BLAS): O(n·p²) at ~2e6 row-columns² per second. Wider designs
+# use LAPACK's float64 QR per block, still free of the normal equations' squared condition number.
+MAX_EXTENDED_COLUMNS = 64
+# Rows per QR block: 1 MiB of long doubles per column keeps the reflections in cache.
+QR_BLOCK_ROWS = 1 << 16
+# Unit roundoff of float64 input: every value of the data is known to this relative precision.
+DATA_ROUNDOFF = np.finfo(np.float64).eps / 2
+# The normal equations lose about log10(cond(correlation)) digits: 1e6 leaves ~10 of float64's 16.
+MAX_CONDITION = 1e6
+# RSS = syy - (explained) loses log10(syy / rss) digits on the fast path; beyond 6 the QR's RSS is used.
+MAX_RSS_CANCELLATION = 1e6
+# Fewer expected digits than this: the fit carries a warning that says how many.
+WARN_DIGITS = 9.0
+# A standardised design direction whose singular value is below this fraction of the largest is
+# numerically zero for float64 data (its coefficients would be noise): the design is rank-deficient.
+RANK_RCOND = 1e-13
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    """The reference fit with its inference and how far it can be trusted.
+
+    Attributes:
+        coef: (d,) coefficients.
+        intercept: the intercept; 0.0 when `fit_intercept` is False.
+        fit_intercept: whether an intercept was fitted.
+        n: rows.
+        rss: residual sum of squares.
+        tss: total sum of squares: centred with an intercept, uncentred without (as statsmodels).
+        intercept_se: standard error of the intercept (NaN without one, or without residual dof).
+        coef_se: (d,) standard errors of the coefficients (NaN without residual dof).
+        condition_number: of the design as fitted ([1, x] with an intercept), columns scaled to unit norm.
+        condition_number_centred: of the centred features, columns scaled to unit norm (no intercept
+            column); None without an intercept. The one that measures collinearity.
+        expected_digits: correct digits of the coefficients that float64 data support (at most 15).
+        method: "normal equations", "QR, extended precision" or "QR, float64".
+        rank_deficient: the standardised design has a singular value below RANK_RCOND of the largest.
+        warning: what was lost, when anything was: digits, rank, the columns involved.
+    """
+
+    coef: np.ndarray
+    intercept: float
+    fit_intercept: bool
+    n: int
+    rss: float
+    tss: float
+    intercept_se: float
+    coef_se: np.ndarray
+    condition_number: float
+    condition_number_centred: float | None
+    expected_digits: float
+    method: str
+    rank_deficient: bool = False
+    warning: str | None = None
+    dropped: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def dof(self) -> int:
+        """Residual degrees of freedom, n − p."""
+        return self.n - len(self.coef) - int(self.fit_intercept)
+
+    @property
+    def residual_sd(self) -> float:
+        return math.sqrt(self.rss / self.dof) if self.dof > 0 else math.nan
+
+    @property
+    def r_squared(self) -> float:
+        """1 − RSS/TSS, with the TSS convention of `tss`."""
+        return 1.0 - self.rss / self.tss if self.tss > 0 else math.nan
+
+
+def feature_names(d: int) -> list[str]:
+    """The default names of d features, as the inference table names their weights."""
+    return [f"w{i}" for i in range(d)]
+
+
+def solve_least_squares(
+    moments: Moments,
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    fit_intercept: bool = True,
+    names: list[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LeastSquares:
+    """The least-squares fit of y on x, by the fast path when it is safe, else by a QR pass.
+
+    Args:
+        moments: the moments of all rows (one pass, already taken).
+        chunks: returns a fresh iterator of (x (k, d), y (k,)) over every row, in any
+            blocking: called only when the QR pass is needed.
+        fit_intercept: fit y = b + x·w (True) or y = x·w (False).
+        names: feature names for warnings (default w0, w1, ...).
+        progress: called with the rows of each block the QR pass reduces.
+    """
+    names = names or feature_names(moments.d)
+    fast = normal_equations(moments, fit_intercept)
+    if fast is not None:
+        return fast
+    return qr_least_squares(moments, chunks(), fit_intercept, names, progress)
+
+
+# --- The fast path -----------------------------------------------------------------------------
+
+def normal_equations(moments: Moments, fit_intercept: bool) -> LeastSquares | None:
+    """The fit from the moments alone, or None when that would keep fewer than ~10 digits."""
+    n, d = moments.n, moments.d
+    p = d + int(fit_intercept)
+    finite = all(np.isfinite(a).all() for a in (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y))
+    if n <= p or not finite:
+        return None
+    if fit_intercept:
+        gram, cross, total = moments.sxx, moments.sxy, moments.syy
+    else:  # uncentred cross-products: sums of positive terms, no cancellation
+        gram = moments.sxx + n * np.outer(moments.mean_x, moments.mean_x)
+        cross = moments.sxy + n * moments.mean_x * moments.mean_y
+        total = moments.syy + n * moments.mean_y**2
+    scale = np.sqrt(np.diag(gram))
+    if not np.all(scale > 0):
+        return None
+    correlation = gram / np.outer(scale, scale)
+    if not np.linalg.cond(correlation) <= MAX_CONDITION:
+        return None
+    coef = np.linalg.solve(correlation, cross / scale) / scale
+    rss = total - coef @ cross
+    if not (total > 0 and total <= MAX_RSS_CANCELLATION * rss):
+        return None  # the RSS would cancel: the QR gives it directly
+    inverse = np.linalg.inv(correlation) / np.outer(scale, scale)
+    if fit_intercept:
+        intercept = float(moments.mean_y - moments.mean_x @ coef)
+        r_centred = np.linalg.cholesky(moments.sxx).T
+        r = np.block([[np.sqrt(n) * np.ones((1, 1)), np.zeros((1, d))], [np.zeros((d, 1)), r_centred]])
+        variance = np.concatenate([[1 / n + moments.mean_x @ inverse @ moments.mean_x], np.diag(inverse)])
+        shift = moments.mean_x
+    else:
+        intercept = 0.0
+        r = np.linalg.cholesky(gram).T
+        variance = np.diag(inverse)
+        shift = np.zeros(d)
+    with_intercept, centred = condition_numbers(r, shift, np.ones(d), fit_intercept)
+    sigma2 = rss / (n - p)
+    se = np.sqrt(sigma2 * variance)
+    digits = normal_equations_digits(np.linalg.cond(correlation))
+    return LeastSquares(
+        coef=coef, intercept=intercept, fit_intercept=fit_intercept, n=n, rss=float(rss), tss=float(total),
+        intercept_se=float(se[0]) if fit_intercept else math.nan, coef_se=se[int(fit_intercept):],
+        condition_number=with_intercept, condition_number_centred=centred if fit_intercept else None,
+        expected_digits=digits, method="normal equations",
+    )
+
+
+# --- Condition and digits ----------------------------------------------------------------------
+
+def condition_numbers(r: np.ndarray, shift: np.ndarray, scale: np.ndarray, fit_intercept: bool) -> tuple[float, float]:
+    """Condition numbers of the design, from the R factor of its transformed columns.
+
+    Args:
+        r: (p, p) upper-triangular R of [1, (x − shift)/scale] with an intercept, or of x/scale without.
+        shift: (d,) the column shift used (zeros without an intercept).
+        scale: (d,) the column scale used.
+
+    Returns:
+        (of the design as fitted with unit-norm columns, of the centred features with unit-norm
+        columns). Without an intercept both are the first.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if fit_intercept:
+        # [1, x] = [1, x'] T with T = [[1, shiftᵀ], [0, diag(scale)]]: R T is the R of [1, x].
+        d = len(shift)
+        transform = np.eye(d + 1)
+        transform[0, 1:] = shift
+        transform[1:, 1:] *= scale
+        as_fitted = _unit_columns_condition(r @ transform)
+        centred = _unit_columns_condition(r[1:, 1:])  # R of x' with the mean removed
+        return as_fitted, centred
+    value = _unit_columns_condition(r)
+    return value, value
+
+
+def _unit_columns_condition(r: np.ndarray) -> float:
+    norms = np.linalg.norm(r, axis=0)
+    if not np.all(norms > 0) or not np.isfinite(r).all():
+        return math.inf
+    singular = np.linalg.svd(r / norms, compute_uv=False)
+    return float(singular[0] / singular[-1]) if singular[-1] > 0 else math.inf
+
+
+def digits_of(relative_error: float) -> float:
+    """−log10 of a relative error, within [0, 15] (NIST's convention: 15 for an exact match)."""
+    if not math.isfinite(relative_error):
+        return 0.0
+    return float(min(15.0, max(0.0, -math.log10(relative_error)))) if relative_error > 0 else 15.0
+
+
+def normal_equations_digits(correlation_condition: float) -> float:
+    """Digits the normal equations keep: they lose about log10 of the correlation matrix's
+    condition number (the design's, squared); the data's own rounding costs less on this path."""
+    return digits_of(DATA_ROUNDOFF * correlation_condition)
+
+
+def perturbation_digits(theta: np.ndarray, twin: np.ndarray) -> float:
+    """Correct digits per coefficient, the fewest, from a solution and its perturbed twin's.
+
+    Each coefficient's change is taken relative to its own size, floored at 1e-8 of the
+    largest (in standardised units), so that a coefficient near 0 does not read as 0 digits.
+    """
+    theta, twin = np.asarray(theta, dtype=np.float64), np.asarray(twin, dtype=np.float64)
+    size = np.maximum(np.abs(theta), 1e-8 * np.max(np.abs(theta), initial=0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        worst = float(np.max(np.abs(twin - theta) / size, initial=0.0))
+    return digits_of(worst if np.isfinite(worst) else math.inf)
+
+
+# --- The stable path: TSQR in extended precision ---------------------------------------------------
+
+def householder_r(a: np.ndarray) -> np.ndarray:
+    """The R factor (p, p) of a (m, p) matrix by Householder reflections, in a's own precision.
+
+    Written out because LAPACK has no long-double QR. The columns are held as
+    contiguous rows of aᵀ, so every inner product is a contiguous `np.sum`, which
+    NumPy adds pairwise: rounding grows with log m, not m (a plain dot product's
+    sequential sum cost 5 digits on a million rows). a is not modified; rows of R
+    beyond m < p are zero.
+    """
+    columns = np.array(a.T, copy=True, order="C")
+    p, m = columns.shape
+    r = np.zeros((p, p), dtype=columns.dtype)
+    for k in range(min(m, p)):
+        v = columns[k, k:].copy()
+        alpha = np.sqrt(np.sum(v * v))
+        if alpha == 0:
+            continue
+        if v[0] > 0:
+            alpha = -alpha
+        v[0] -= alpha
+        rest = columns[k:, k:]
+        rest -= np.outer(np.sum(rest * v, axis=1) * (2 / np.sum(v * v)), v)
+    rows = min(m, p)
+    r[:rows] = np.triu(columns[:, :rows].T)
+    return r
+
+
+class RFactor:
+    """The R factor of a tall matrix whose rows arrive in blocks (TSQR).
+
+    Block R factors are merged in a binary tree, as pairwise summation adds
+    numbers: the R of 2ᵏ blocks is merged only with another of 2ᵏ, so rounding
+    grows with the log of the row count rather than with the number of blocks.
+    """
+
+    def __init__(self, columns: int):
+        self.extended = HAS_EXTENDED and columns <= MAX_EXTENDED_COLUMNS
+        self.dtype = EXTENDED if self.extended else np.float64
+        self.columns = columns
+        self._levels: list[np.ndarray | None] = []  # _levels[k]: the R of 2ᵏ blocks, or None
+
+    def _qr(self, stacked: np.ndarray) -> np.ndarray:
+        if self.extended:
+            return householder_r(stacked)
+        r = np.linalg.qr(stacked, mode="r")
+        return np.vstack([r, np.zeros((self.columns - len(r), self.columns))]) if len(r) < self.columns else r
+
+    def add(self, block: np.ndarray) -> None:
+        r = self._qr(block.astype(self.dtype, copy=False))
+        level = 0
+        while level < len(self._levels) and self._levels[level] is not None:
+            r = self._qr(np.vstack([self._levels[level], r]))
+            self._levels[level] = None
+            level += 1
+        if level == len(self._levels):
+            self._levels.append(None)
+        self._levels[level] = r
+
+    @property
+    def r(self) -> np.ndarray:
+        """The R factor of every row added so far."""
+        parts = [r for r in self._levels if r is not None]
+        if not parts:
+            return np.zeros((self.columns, self.columns), dtype=self.dtype)
+        return parts[0] if len(parts) == 1 else self._qr(np.vstack(parts))
+
+    @property
+    def method(self) -> str:
+        return "QR, extended precision" if self.extended else "QR, float64"
+
+
+# The twin's perturbations are seeded: the same data always report the same digits.
+PERTURBATION_SEED = 20261204
+
+
+def rounding_twin(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """values with each entry moved by a random relative amount in ±DATA_ROUNDOFF: what rounding
+    the data to float64 could have done to them."""
+    return values * (1 + DATA_ROUNDOFF * rng.uniform(-1.0, 1.0, size=values.shape))
+
+
+def _blocks(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for x, y in chunks:
+        for start in range(0, len(y), QR_BLOCK_ROWS):
+            yield x[start : start + QR_BLOCK_ROWS], y[start : start + QR_BLOCK_ROWS]
+
+
+def qr_least_squares(
+    moments: Moments,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    fit_intercept: bool,
+    names: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> LeastSquares:
+    """Least squares by a TSQR of [1, x', y'] (x' = (x − mean)/sd, y' likewise), in extended precision.
+
+    The shift and scale come from the moments; without an intercept nothing is
+    shifted (it would change the model). The last column's R entries give Qᵀy'
+    and the residual norm directly, so the RSS never cancels.
+    """
+    n, d = moments.n, moments.d
+    shift_x = moments.mean_x if fit_intercept else np.zeros(d)
+    shift_y = moments.mean_y if fit_intercept else 0.0
+    spread_x = np.sqrt(np.diag(moments.sxx) + (0 if fit_intercept else n * moments.mean_x**2))
+    spread_y = math.sqrt(moments.syy + (0 if fit_intercept else n * moments.mean_y**2))
+    # A constant (or all-zero) column keeps scale 1: its zero R column then shows the rank deficiency.
+    scale_x = np.where(spread_x > 0, spread_x, 1.0)
+    scale_y = spread_y if spread_y > 0 else 1.0
+    p = d + int(fit_intercept)
+    factor, twin = RFactor(p + 1), RFactor(p + 1)
+    rng = np.random.default_rng(PERTURBATION_SEED)
+    shift_x_e, scale_x_e = shift_x.astype(factor.dtype), scale_x.astype(factor.dtype)
+    for x, y in _blocks(chunks):
+        columns = np.empty((len(y), d + 1), dtype=factor.dtype)
+        columns[:, :d], columns[:, d] = x, y
+        for target, values in ((factor, columns), (twin, rounding_twin(columns, rng))):
+            block = np.empty((len(y), p + 1), dtype=factor.dtype)
+            if fit_intercept:
+                block[:, 0] = 1.0
+            block[:, int(fit_intercept) : p] = (values[:, :d] - shift_x_e) / scale_x_e
+            block[:, p] = (values[:, d] - shift_y) / scale_y
+            target.add(block)
+        if progress:
+            progress(len(y))
+    r_design, qty, residual = factor.r[:p, :p], factor.r[:p, p], abs(factor.r[p, p])
+    with_intercept, centred = condition_numbers(r_design, shift_x, scale_x, fit_intercept)
+    # tss in standardised units: centred it is 1 by construction; uncentred likewise.
+    tss_scaled = float(qty @ qty + residual**2)
+
+    inverse, cov, kept = _solve_r(r_design)
+    rss_scaled = float(residual**2) + (float(np.sum(_dropped_residual(r_design, qty, kept) ** 2)) if kept < p else 0.0)
+    theta = inverse @ qty if kept == p else _min_norm(r_design, qty)
+    digits = 0.0
+    if kept == p:
+        twin_inverse = _triangular_inverse(twin.r[:p, :p])
+        # The first-order term u·κ is reached by perturbations along the worst direction; random
+        # ones average over the rows. The fewer of the two digits is what is promised.
+        kappa = centred if fit_intercept else with_intercept
+        digits = min(perturbation_digits(theta, twin_inverse @ twin.r[:p, p]), digits_of(DATA_ROUNDOFF * kappa))
+    coef = scale_y * np.asarray(theta[int(fit_intercept):], dtype=np.float64) / scale_x
+    intercept = 0.0
+    if fit_intercept:
+        intercept = float(shift_y + scale_y * float(theta[0]) - shift_x @ coef)
+
+    dof = n - p
+    sigma2 = rss_scaled / dof if dof > 0 else math.nan
+    cov = np.asarray(cov, dtype=np.float64) * sigma2 * scale_y**2
+    coef_se = np.sqrt(np.diag(cov)[int(fit_intercept):]) * (1 / scale_x)
+    intercept_se = math.nan
+    if fit_intercept:
+        # intercept = shift_y + s_y θ0 − Σ shift_j s_y θj / scale_j: its gradient in θ, times s_y.
+        gradient = np.concatenate([[1.0], -shift_x / scale_x])
+        intercept_se = float(math.sqrt(max(gradient @ cov @ gradient, 0.0)))
+
+    rank_deficient = kept < p
+    warning, dropped = _warning(r_design, names, fit_intercept, digits, rank_deficient, with_intercept, centred)
+    return LeastSquares(
+        coef=coef, intercept=intercept, fit_intercept=fit_intercept, n=n,
+        rss=rss_scaled * scale_y**2, tss=tss_scaled * scale_y**2,
+        intercept_se=intercept_se, coef_se=coef_se,
+        condition_number=with_intercept, condition_number_centred=centred if fit_intercept else None,
+        expected_digits=digits, method=factor.method,
+        rank_deficient=rank_deficient, warning=warning, dropped=dropped,
+    )
+
+
+def _solve_r(r: np.ndarray):
+    """(R⁻¹ in R's precision, R⁻¹R⁻ᵀ, rank kept) for the triangular R of the standardised design.
+
+    Rank is judged on the columns scaled to unit norm; when it is short, the
+    inverse is not used (see `_min_norm`) and the covariance is NaN.
+    """
+    p = len(r)
+    singular = np.linalg.svd(np.asarray(r, dtype=np.float64) / _safe_norms(r), compute_uv=False)
+    kept = int(np.sum(singular > RANK_RCOND * singular[0])) if singular[0] > 0 else 0
+    if kept < p:
+        return None, np.full((p, p), np.nan), kept
+    inverse = _triangular_inverse(r)
+    return inverse, inverse @ inverse.T, kept
+
+
+def _safe_norms(r: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(np.asarray(r, dtype=np.float64), axis=0)
+    return np.where(norms > 0, norms, 1.0)
+
+
+def _triangular_inverse(r: np.ndarray) -> np.ndarray:
+    """R⁻¹ of an upper-triangular R by back substitution, in R's precision (LAPACK has no long double)."""
+    p = len(r)
+    inverse = np.zeros_like(r)
+    for i in range(p - 1, -1, -1):
+        inverse[i, i] = 1 / r[i, i]
+        for j in range(i + 1, p):
+            inverse[i, j] = -(r[i, i + 1 : j + 1] @ inverse[i + 1 : j + 1, j]) / r[i, i]
+    return inverse
+
+
+def _min_norm(r: np.ndarray, qty: np.ndarray) -> np.ndarray:
+    """The minimum-norm solution of R θ = Qᵀy in unit-norm column units, singular values below RANK_RCOND dropped."""
+    norms = _safe_norms(r)
+    scaled = np.asarray(r, dtype=np.float64) / norms
+    return np.linalg.lstsq(scaled, np.asarray(qty, dtype=np.float64), rcond=RANK_RCOND)[0] / norms
+
+
+def _dropped_residual(r: np.ndarray, qty: np.ndarray, kept: int) -> np.ndarray:
+    """The part of Qᵀy the truncated solution cannot reach: it adds to the RSS."""
+    norms = _safe_norms(r)
+    u, _, _ = np.linalg.svd(np.asarray(r, dtype=np.float64) / norms)
+    return u[:, kept:].T @ np.asarray(qty, dtype=np.float64)
+
+
+def _warning(r, names, fit_intercept, digits, rank_deficient, with_intercept, centred):
+    """The warning for a fit that lost digits or rank, naming the condition number and the columns."""
+    columns = (["intercept"] if fit_intercept else []) + list(names)
+    kappa = centred if fit_intercept else with_intercept
+    if rank_deficient:
+        norms = _safe_norms(r)
+        _, singular, vt = np.linalg.svd(np.asarray(r, dtype=np.float64) / norms)
+        null = vt[singular <= RANK_RCOND * singular[0]] if singular[0] > 0 else vt
+        weight = np.max(np.abs(null), axis=0)
+        involved = tuple(c for c, w in zip(columns, weight) if w > 0.1)
+        return (
+            f"the design is numerically rank-deficient for float64 data (condition number {kappa:.3g} of the "
+            f"scaled{' centred' if fit_intercept else ''} design); columns involved: {', '.join(involved)}. "
+            "The coefficients are the minimum-norm solution in standardised units, not a unique fit."
+        ), involved
+    if digits < WARN_DIGITS:
+        return (
+            f"ill-conditioned design (condition number {kappa:.3g} of the scaled"
+            f"{' centred' if fit_intercept else ''} design): the float64 data determine about "
+            f"{math.floor(digits)} correct digits of the coefficients"
+        ), ()
+    return None, ()
