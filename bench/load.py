@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 from uuid import UUID
 
 from bench.harness import BenchConfig, Row
+from linreg.ports import PortTaken, free_port, on_free_port, says_port_taken
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "server.sh"
@@ -49,12 +49,6 @@ RETRIED = {
     "other 5xx": re.compile(r"\b50[0248] (Internal Server Error|Bad Gateway|Gateway Timeout)"),
     "submission failed": re.compile(r"[Ff]ailed to submit flow run"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -154,10 +148,24 @@ def kill_group(pgid: int) -> None:
         pass
 
 
+def process_table() -> list[tuple[int, int, int]]:
+    """(pid, ppid, pgid) of every process, read from /proc (no `ps` behind a pipe)."""
+    table = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        table.append((int(entry.name), int(fields[1]), int(fields[2])))
+    return table
+
+
 def process_family(pids: list[int]) -> set[int]:
     """`pids` and every process below them or in their process groups."""
-    table = [tuple(map(int, line.split())) for line in subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True, text=True, check=True).stdout.splitlines()]
+    table = process_table()
     family, roots = set(pids), set(pids)
     grew = True
     while grew:
@@ -179,22 +187,44 @@ def alive(pid: int) -> bool:
 
 @contextmanager
 def server_stack(db: str, prefix: str = "linreg-stack-", **extra: str):
-    """Start the stack with scripts/server.sh; on exit stop it and kill anything it left.
+    """Start the stack with scripts/server.sh on free ports; on exit stop it and kill anything it left.
 
     Yields:
         Stack. Leftovers after `server.sh stop` are killed and then raised as an error.
     """
-    home = scratch_dir(prefix)
-    stack = Stack(home, stack_env(home, free_port(), db, **extra), db)
+    stack = on_free_port(lambda port: started_stack(db, prefix, port, extra))
     try:
-        stack.script("start", START_TIMEOUT)
         yield stack
     finally:
         try:
             stop_stack(stack)
         finally:
-            if not os.environ.get("LINREG_KEEP_SCRATCH"):  # set it to look at the logs afterwards
-                shutil.rmtree(home, ignore_errors=True)
+            remove_scratch(stack.home)
+
+
+def started_stack(db: str, prefix: str, port: int, extra: dict) -> Stack:
+    """`server.sh start` in a fresh home on `port`; PortTaken (all stopped and removed) when a port was taken."""
+    home = scratch_dir(prefix)
+    stack = Stack(home, stack_env(home, port, db, **extra), db)
+    try:
+        stack.script("start", START_TIMEOUT)
+    except BaseException as exc:
+        logs = f"{exc}\n{stack.logs()}"
+        try:
+            stop_stack(stack)
+        except RuntimeError:
+            pass
+        finally:
+            remove_scratch(home)
+        if isinstance(exc, RuntimeError) and says_port_taken(logs):
+            raise PortTaken(f"a port of the stack was taken (API {port}, PostgreSQL {stack.env['LINREG_PG_PORT']})") from exc
+        raise
+    return stack
+
+
+def remove_scratch(home: Path) -> None:
+    if not os.environ.get("LINREG_KEEP_SCRATCH"):  # set it to look at the logs afterwards
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def stop_stack(stack: Stack) -> None:

@@ -22,7 +22,6 @@ evaluation, plots and files.
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from bench.default_run import TARGET, bound, standalone_fits
 from bench.harness import BenchConfig, Row, interleave
+from linreg.ports import PortTaken, on_free_port, says_port_taken
 
 SCRIPT = Path(__file__).with_name("tutorial_reference.py")
 
@@ -86,37 +86,32 @@ TARGET_EMBEDDED = 1.0
 TARGET_SERVER = 1 / 0.7
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def prefect_server(home: Path, timeout: float = 120.0):
-    """A `prefect server start` on loopback, stopped on exit; yields its API URL."""
-    port = free_port()
+    """A `prefect server start` on a free loopback port, stopped on exit; yields its API URL."""
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     prefect = str(Path(sys.executable).with_name("prefect"))
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
+    log_path = home / "server.log"
+
+    def start(port: int) -> tuple[subprocess.Popen, str]:
+        with open(log_path, "w") as log:
+            server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                      env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            wait_healthy(server, url, timeout, log_path)
+        except BaseException:
+            stop_group(server)
+            if says_port_taken(log_path.read_text(errors="replace")):
+                raise PortTaken(f"port {port} was taken") from None
+            raise
+        return server, url
+
+    server, url = on_free_port(start)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not become healthy; see {home / 'server.log'}")
-            time.sleep(0.2)
         yield url
     finally:
         if "prefect" in sys.modules:  # this process ran flows on it: flush their logs first
@@ -124,7 +119,21 @@ def prefect_server(home: Path, timeout: float = 120.0):
 
             drain_prefect_workers()
         stop_group(server)
-        log.close()
+
+
+def wait_healthy(server: subprocess.Popen, url: str, timeout: float, log_path: Path) -> None:
+    """Until `url` answers /health and `server` (not another process on that port) still runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200 and server.poll() is None:
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"prefect server did not become healthy; see {log_path}")
+        time.sleep(0.2)
 
 
 def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
@@ -173,7 +182,8 @@ def run(config: BenchConfig) -> list[Row]:
                 },
                 reps=min(config.reps, 2), warmup=warmup,
             )
-        compute = {mode: sorted(task_compute(out) for out in paths[warmup:]) for mode, paths in outs.items()}
+        # In call order, as the wall times: the i-th compute belongs to the i-th run.
+        compute = {mode: [task_compute(out) for out in paths[warmup:]] for mode, paths in outs.items()}
         training = [training_seconds(out) for out in outs["embedded"][warmup:]]
 
     n = 200 if config.quick else 1000
@@ -181,7 +191,7 @@ def run(config: BenchConfig) -> list[Row]:
     for mode, label, target in (("embedded", "embedded default (temporary API)", TARGET_EMBEDDED),
                                 ("server", "an already running server", TARGET_SERVER)):
         wall = t[mode].median
-        median_compute = compute[mode][len(compute[mode]) // 2]
+        median_compute = sorted(compute[mode])[len(compute[mode]) // 2]
         rows.append(Row(
             section="prefect_overhead", case=f"`linreg run`, {label}", baseline="tutorial script",
             n=n, d=1, reps=len(t[mode].seconds), ours_s=wall, baseline_s=t["tutorial"].median, target=target,

@@ -28,13 +28,14 @@ import ctypes.util
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from linreg.ports import free_port, port_open, says_port_taken
 
 # Long enough for a first start on a fresh database on a loaded 2-core machine.
 DEFAULT_STARTUP_TIMEOUT = 120.0
@@ -52,12 +53,6 @@ def startup_timeout() -> float:
     """Seconds to wait for the API: the Prefect setting when the user set it, else 120."""
     value = os.environ.get(STARTUP_TIMEOUT_ENV)
     return float(value) if value else DEFAULT_STARTUP_TIMEOUT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -84,15 +79,17 @@ class TemporaryAPI:
         self.timeout = startup_timeout() if timeout is None else timeout
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
+        self._log_offset = 0  # where this start's output begins in the (appended) log
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> "TemporaryAPI":
-        """Launch the server process (non-blocking)."""
-        self.port = _free_port()
+        """Launch the server process (non-blocking) on a free port."""
+        self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
@@ -116,11 +113,12 @@ class TemporaryAPI:
         deadline = time.monotonic() + self.timeout
         restarts = 0
         while True:
-            if self.process.poll() == UVICORN_STARTUP_FAILED and restarts < MAX_RESTARTS:
+            if self._start_failed_transiently() and restarts < MAX_RESTARTS:
                 # What SubprocessASGIServer does too: uvicorn exits 3 when the app's start-up
                 # fails, as when two servers start on one database at once and race to
                 # register Prefect's block types (UNIQUE constraint failed); a second
-                # start finds them registered. A taken port fails the same way.
+                # start finds them registered. A port taken between choosing and binding
+                # it (exit 1, "address already in use") gets a new port the same way.
                 restarts += 1
                 self.stop()
                 self.start()
@@ -144,6 +142,22 @@ class TemporaryAPI:
                     f"set {STARTUP_TIMEOUT_ENV} to wait longer, or point PREFECT_API_URL at a running server"
                 )
             time.sleep(0.1)
+
+    def _start_failed_transiently(self) -> bool:
+        code = self.process.poll()
+        if code is None:
+            return False
+        return code == UVICORN_STARTUP_FAILED or (self.retries_taken_port and says_port_taken(self._this_start_log()))
+
+    retries_taken_port = True  # its port is any free one: a taken port means "choose another"
+
+    def _this_start_log(self) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the server's process group, then SIGKILL whatever is left after `grace` seconds."""
@@ -341,6 +355,8 @@ class UIServer(TemporaryAPI):
     stopped whole), but the full server: the UI, and its background services.
     """
 
+    retries_taken_port = False  # the user's port: a taken one is reported, not swapped
+
     def __init__(self, log_path: Path, port: int, timeout: float | None = None):
         super().__init__(log_path, timeout)
         self.fixed_port = port
@@ -352,6 +368,7 @@ class UIServer(TemporaryAPI):
     def start(self) -> "UIServer":
         self.port = self.fixed_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = {**os.environ, "PREFECT_UI_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)
         with open(self.log_path, "ab") as log:
@@ -365,6 +382,4 @@ class UIServer(TemporaryAPI):
 
 
 def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return port_open(port)

@@ -50,3 +50,22 @@ def kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+def run_captured(command: list[str], what: str, timeout: float = 60, **popen) -> subprocess.CompletedProcess:
+    """`run_logged` into a temporary folder, for short commands whose output the test reads (git, ps)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="linreg-test-run-") as logs:
+        return run_logged(command, Path(logs), what, timeout, **popen)
+
+
+def default_sigint() -> None:
+    """In a child, between fork and exec: SIGINT as a terminal gives it.
+
+    A test run in the background of a shell without job control inherits SIGINT
+    ignored, and the child would keep ignoring it: a test that stops a child with
+    SIGINT passes this as `preexec_fn`, so the verdict does not depend on how
+    pytest itself was started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -48,10 +48,23 @@ def test_runs_leave_no_process_behind(tmp_path, migrated_prefect_home):
     assert len(list((out / "runs").iterdir())) == 2
 
 
+# On PYTHONPATH, imported by every Python process at start-up: the temporary API's process
+# (the only one started with PREFECT__SERVER_EPHEMERAL=1) hangs before it can answer.
+HANGING_API = """import os, time
+if os.environ.get("PREFECT__SERVER_EPHEMERAL") == "1":
+    time.sleep(3600)
+"""
+
+
 def test_an_api_that_does_not_start_in_time_is_stopped(tmp_path):
-    """The leak's trigger: a start slower than the timeout. A fresh database takes seconds to migrate."""
-    result = watched(tmp_path, "timeout", ["--output-dir", str(tmp_path / "out")],
-                     env_for(tmp_path / "fresh-home", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"))
+    """The leak's trigger: a start slower than the timeout. Here the API never answers, however
+    fast the machine: its process hangs at start-up (HANGING_API), and the run must stop it."""
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "sitecustomize.py").write_text(HANGING_API)
+    env = env_for(tmp_path / "fresh-home", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+    env["PYTHONPATH"] = f"{hang}{os.pathsep}{env['PYTHONPATH']}"
+    result = watched(tmp_path, "timeout", ["--output-dir", str(tmp_path / "out")], env)
     assert result["returncode"] == 1, result["output"][-3000:]
     assert "did not answer within 1 s" in result["output"]
     assert "Traceback" not in result["output"]
@@ -121,3 +134,29 @@ def test_two_temporary_apis_on_one_database_both_start(tmp_path, migrated_prefec
             api.stop()
     assert len(set(urls)) == 2
     assert all(api.process.poll() is not None for api in apis)
+
+
+def test_a_temporary_api_whose_port_was_taken_starts_on_another(tmp_path, migrated_prefect_home, monkeypatch):
+    """The race of every "free port": something binds it between the choice and the server's bind.
+    Here the first port offered is held (listening) by the test; the API must start on another."""
+    import socket
+
+    from flows import local_api
+    from linreg import ports
+
+    monkeypatch.setenv("PREFECT_HOME", str(migrated_prefect_home(tmp_path / "home")))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        offered = iter([taken])
+        monkeypatch.setattr(local_api, "free_port", lambda: next(offered, None) or ports.free_port())
+        api = local_api.TemporaryAPI(tmp_path / "api.log", timeout=120)
+        try:
+            api.start()
+            url = api.wait_until_healthy()
+        finally:
+            api.stop()
+    assert api.port != taken and url == f"http://127.0.0.1:{api.port}/api"
+    assert "address already in use" in (tmp_path / "api.log").read_text().lower()
