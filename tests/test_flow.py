@@ -336,9 +336,8 @@ def test_diverged_and_failed_solvers_emit_events(prefect_server, tmp_path, explo
 def test_a_fit_past_its_time_limit_fails_alone(prefect_server, tmp_path):
     run = small_run(tmp_path, solvers=["closed_form", "numpy_gd"],
                     overrides={"numpy_gd": {"epochs": 10_000_000}}, timeouts={"fit_seconds": 0.5})
-    started = time.monotonic()
+    # Ten million epochs would take hours: the run ends (within pytest's timeout) only because the fit is stopped.
     state = linreg_flow(run, return_state=True)
-    assert time.monotonic() - started < 60
     assert state.is_failed() and state.message == "1 of 2 solvers ok; 1 failed (numpy_gd)"
     rows = {r.solver: r for r in state.result(raise_on_failure=False).results}
     assert rows["closed_form"].status == "ok"
@@ -347,9 +346,7 @@ def test_a_fit_past_its_time_limit_fails_alone(prefect_server, tmp_path):
 
 def test_a_run_past_its_time_limit_stops_and_fails(prefect_server, tmp_path):
     run = small_run(tmp_path, solvers=["numpy_gd"], defaults={"epochs": 10_000_000}, timeouts={"run_seconds": 2})
-    started = time.monotonic()
-    state = linreg_flow(run, return_state=True)
-    assert time.monotonic() - started < 60
+    state = linreg_flow(run, return_state=True)  # ends only because the run's deadline stops the fit
     assert state.is_failed() and "the run went past its time limit (timeouts.run_seconds)" in state.message
     assert not (run.output_dir / "runs").exists()  # nothing published
 
