@@ -27,11 +27,35 @@ def cores() -> int:
 
 
 def set_torch_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads for this process (a process-wide setting: once per worker)."""
+    """Set torch's intra-op threads for the calling thread, and the default of threads that start later.
+
+    Not quite process-wide: torch hands the count to MKL per thread, so a thread that
+    existed before the call, or a pool thread that runs a fit without ever calling it,
+    computes with the machine's default (one per core). The same fit then differed in
+    its last bits between a pool thread and a worker process (issue 18). Every runner
+    therefore sets it in the thread that fits: the process pool once per worker,
+    the thread pool once per pool thread (ThreadsSettingTorch).
+    """
     if threads is not None:
         import torch  # deferred: a numpy-only run never pays torch's import
 
         torch.set_num_threads(threads)
+
+
+class ThreadsSettingTorch(ThreadPoolTaskRunner):
+    """Prefect's thread pool, whose threads each set torch's intra-op threads when they start."""
+
+    def __init__(self, max_workers: int | None = None, torch_threads: int | None = None):
+        super().__init__(max_workers=max_workers)
+        self.torch_threads = torch_threads
+
+    def duplicate(self) -> "ThreadsSettingTorch":
+        return type(self)(max_workers=self._max_workers, torch_threads=self.torch_threads)
+
+    def _register_worker_thread(self) -> None:
+        # The pool's own per-thread initializer in Prefect 3.9 (pinned): each new thread runs it first.
+        super()._register_worker_thread()
+        set_torch_threads(self.torch_threads)
 
 
 def task_runner_for(run: RunSpec) -> TaskRunner:
@@ -48,7 +72,7 @@ def task_runner_for(run: RunSpec) -> TaskRunner:
         if run.dask_address:
             return DaskTaskRunner(address=run.dask_address)
         return DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": cores()})
-    return ThreadPoolTaskRunner(max_workers=cores())
+    return ThreadsSettingTorch(max_workers=cores(), torch_threads=intra_op_threads(run))
 
 
 def uses_torch(run: RunSpec) -> bool:
