@@ -227,10 +227,22 @@ def augmented_tensor(x: np.ndarray, y: np.ndarray, device: str):
 
     k, d = x.shape
     z = torch.empty((k, d + 2), dtype=torch.float64, device=device)
-    z[:, :d].copy_(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)))
-    z[:, d].copy_(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float64)))
+    z[:, :d].copy_(_readable_tensor(x))
+    z[:, d].copy_(_readable_tensor(y))
     z[:, d + 1] = 1.0
     return z
+
+
+def _readable_tensor(a: np.ndarray):
+    """A float64 tensor over `a`, read only (copied from once): arrays read from parquet are read-only,
+    which torch.from_numpy warns about although nothing writes to them."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
 
 def gram(z):

@@ -105,3 +105,13 @@ def test_the_ui_hint_names_the_command_that_serves_this_home(monkeypatch, tmp_pa
     assert cli._ui_command() == "make ui"
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     assert cli._ui_command() == "linreg ui"
+
+
+def test_no_intercept_reaches_every_solver():
+    from flows.cli import _parser, build_run_spec
+
+    spec = build_run_spec(_parser().parse_args(["run", "--no-intercept", "--output-dir", "/tmp"]))
+    assert spec.fit_intercept is False
+    assert all(spec.solver_spec(name, "cpu").fit_intercept is False for name in spec.solvers)
+    default = build_run_spec(_parser().parse_args(["run", "--output-dir", "/tmp"]))
+    assert default.fit_intercept is True and default.solver_spec("closed_form", "cpu").fit_intercept is True

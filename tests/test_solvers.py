@@ -344,3 +344,31 @@ def test_closed_form_does_not_copy_the_data():
     finally:
         tracemalloc.stop()
     assert peak < 3_200_000  # a design matrix [1, x] alone would be 6.4 MB; x itself is 3.2 MB
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_without_an_intercept_every_solver_fits_through_the_origin(name, one_torch_thread):
+    # Data with a bias of 3 that the model may not use: the fit must be the origin-constrained
+    # least squares, sum(x y) / sum(x x) per column, not the slope of the fit with a bias.
+    data = make_dataset(DataSpec(n=400, weights=[2.0, -1.0], bias=3.0, noise=0.1, seed=9))
+    expected = np.linalg.lstsq(data.x, data.y, rcond=None)[0]
+    with_bias = np.linalg.lstsq(np.column_stack([np.ones(data.n), data.x]), data.y, rcond=None)[0][1:]
+    result = fit(name, data, fit_intercept=False)
+    assert result.status == OK and result.intercept == 0.0  # reported as 0.0, never fitted
+    tolerance = 1e-12 if name == "closed_form" else 2e-2 if SOLVERS[name].minibatch else 1e-4
+    assert_allclose(result.coef, expected, rtol=tolerance)
+    # ... and the test could tell them apart: the fit with a bias is ~0.13 away, the fit ~10x closer.
+    assert np.linalg.norm(result.coef - expected) < 0.1 * np.linalg.norm(with_bias - expected)
+
+
+def test_without_an_intercept_r2_is_uncentred():
+    from linreg.evaluate import training_mse_r2
+    from linreg.moments import Moments
+
+    data = make_dataset(DataSpec(n=300, weights=[1.5], bias=2.0, seed=4))
+    coef = np.linalg.lstsq(data.x, data.y, rcond=None)[0]
+    residual = data.y - data.x @ coef
+    _, r2 = training_mse_r2(Moments.of_chunk(data.x, data.y), coef, 0.0, fit_intercept=False)
+    assert r2 == pytest.approx(1 - residual @ residual / (data.y @ data.y), rel=1e-12)  # statsmodels' convention
+    solution = fit("closed_form", data, fit_intercept=False).least_squares
+    assert solution.r_squared == pytest.approx(r2, rel=1e-12) and solution.tss == pytest.approx(data.y @ data.y)
