@@ -1,9 +1,20 @@
 # The two commands of the README: `make run` and `make test`. Each sets itself up.
 SHELL := /bin/bash
+# Python 3.11, 3.12 or 3.13 (`make test-fast PYTHON=python3.13`). Each has a venv and a lock
+# of its own, so that switching between them rebuilds neither: 3.11 (the default, when
+# found) uses .venv and requirements.lock, the others .venv-3.X and requirements-3.X.lock.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+SUPPORTED := 3.11 3.12 3.13
+ifeq ($(filter $(PYVER),$(SUPPORTED)),)
+$(error PYTHON=$(PYTHON) is Python '$(PYVER)'; linreg supports $(SUPPORTED): pass PYTHON=python3.11 (or 3.12, 3.13))
+endif
+VENV := $(if $(filter 3.11,$(PYVER)),.venv,.venv-$(PYVER))
+LOCK := $(if $(filter 3.11,$(PYVER)),requirements.lock,requirements-$(PYVER).lock)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# scripts/server.sh and postgres.sh run from this venv.
+export LINREG_VENV := $(CURDIR)/$(VENV)
 
 # Prefect state stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -60,26 +71,28 @@ gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py $(ARGS)
 
 # Reinstall whenever the pins change.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev,bench]'
 	@touch $@
 
 $(MIGRATED): $(STAMP)
 	$(BIN)/prefect server database upgrade -y >/dev/null
 	@touch $@
 
-# Regenerate requirements.lock from the current venv (after changing a pin).
+# Regenerate this Python's lock from its venv (after changing a pin): `make lock`, then
+# `make lock PYTHON=python3.12` and `PYTHON=python3.13` (their torch from the registry brings
+# its CUDA libraries, which 3.11's local CPU wheel does not).
 lock: $(STAMP)
-	{ echo '# Every package of the environment, pinned: `make lock` regenerates it from .venv.'; \
-	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
+	{ echo '# Every package of the Python $(PYVER) environment, pinned: `make lock PYTHON=python$(PYVER)` regenerates it from $(VENV).'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
 
 # Everything the project keeps outside data/: the venv, Prefect's state (local runs, the
 # server's database and PostgreSQL cluster, stopped first) and caches. data/ is yours.
 clean:
 	-@test ! -x $(BIN)/prefect || PREFECT_HOME=$(SERVER_HOME) scripts/server.sh stop
-	rm -rf $(VENV) .prefect .prefect-server .pytest_cache
+	rm -rf .venv .venv-3.1[123] .prefect .prefect-server .pytest_cache
 
 # Start the server, pools, concurrency limit, deployments and a worker; idempotent.
 server: $(STAMP) $(if $(filter postgres,$(DB)),postgres)

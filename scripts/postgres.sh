@@ -74,7 +74,7 @@ init() {
     fi
     chmod 0700 "$PG_DIR"
     if [[ ! -s $PG_DIR/password ]]; then
-        (umask 077 && "$ROOT/.venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))' >"$PG_DIR/password.tmp")
+        (umask 077 && "${LINREG_VENV:-$ROOT/.venv}/bin/python" -c 'import secrets; print(secrets.token_hex(24))' >"$PG_DIR/password.tmp")
         mv "$PG_DIR/password.tmp" "$PG_DIR/password"
     fi
     chmod 0600 "$PG_DIR/password"

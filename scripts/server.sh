@@ -17,6 +17,7 @@
 #                         (default <repo>/.prefect-server)
 #   LINREG_RUN_DIR        PID files and logs (default $PREFECT_HOME/run)
 #   LINREG_START_TIMEOUT  seconds to wait for the API, and again for the workers (default 120)
+#   LINREG_VENV           the virtual environment to run from (default $ROOT/.venv; make sets it per Python)
 #   LINREG_DB             sqlite (default: $PREFECT_HOME/prefect.db) or postgres (scripts/postgres.sh:
 #                         a cluster in $PREFECT_HOME/postgres, on 127.0.0.1:$LINREG_PG_PORT, default 5433)
 #   LINREG_WORKERS        workers for linreg-cpu (default 2)
@@ -29,7 +30,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/.venv/bin
+BIN=${LINREG_VENV:-$ROOT/.venv}/bin  # make exports the venv of its Python (.venv, .venv-3.12, ...)
 PORT=${PORT:-4200}
 HOST=${LINREG_HOST:-127.0.0.1}
 export PREFECT_HOME=${PREFECT_HOME:-$ROOT/.prefect-server}
