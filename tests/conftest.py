@@ -1,6 +1,7 @@
 """Shared fixtures. Prefect state is isolated per test session, before prefect is imported."""
 
 import os
+import sys
 import tempfile
 
 # Prefect reads these when it is first imported: set them before any test imports it.
@@ -10,6 +11,8 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # A `make server` running in this checkout must not receive the tests' runs (flows.local_api.project_server).
 os.environ["LINREG_SERVER_RUN_DIR"] = os.path.join(os.environ["PREFECT_HOME"], "no-project-server")
+# scripts/server.sh and postgres.sh run from the venv that runs the tests (.venv, .venv-3.12, ...).
+os.environ["LINREG_VENV"] = sys.prefix
 
 import pytest  # noqa: E402
 
@@ -24,7 +27,8 @@ def prefect_server():
 
     from prefect.settings import get_current_settings
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # Generous: a loaded 2-core machine has taken over a minute (the default is 30 s).
+    with prefect_test_harness(server_startup_timeout=300):
         # Worker processes (process pool, Dask) read the API from the environment,
         # not from this process's settings: without it each would start its own.
         os.environ["PREFECT_API_URL"] = get_current_settings().api.url
