@@ -78,6 +78,7 @@ class LeastSquares:
         method: "normal equations", "QR, extended precision" or "QR, float64".
         rank_deficient: the standardised design has a singular value below RANK_RCOND of the largest.
         warning: what was lost, when anything was: digits, rank, the columns involved.
+        dropped: the columns involved in a rank deficiency ("intercept" or a feature name).
     """
 
     coef: np.ndarray
@@ -151,7 +152,7 @@ def normal_equations(moments: Moments, fit_intercept: bool) -> LeastSquares | No
         return None
     if fit_intercept:
         gram, cross, total = moments.sxx, moments.sxy, moments.syy
-    else:  # uncentred cross-products: sums of positive terms, no cancellation
+    else:  # uncentred cross-products, rebuilt from the accurate centred moments and the means
         gram = moments.sxx + n * np.outer(moments.mean_x, moments.mean_x)
         cross = moments.sxy + n * moments.mean_x * moments.mean_y
         total = moments.syy + n * moments.mean_y**2
