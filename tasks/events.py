@@ -10,12 +10,15 @@ from prefect.events import emit_event
 from linreg.evaluate import RunSummary
 from linreg.solvers.base import Status
 
-# Event names, one per bad status: `linreg.solver.diverged`, `linreg.solver.failed`.
-SOLVER_EVENTS = {status: f"linreg.solver.{status.value}" for status in (Status.DIVERGED, Status.FAILED)}
+# Event names, one per bad status: `linreg.solver.diverged`, `linreg.solver.failed`, and
+# `linreg.solver.rank_deficient` (the reference could not fit the design uniquely, so no solver was judged).
+SOLVER_EVENTS = {
+    status: f"linreg.solver.{status.value}" for status in (Status.DIVERGED, Status.FAILED, Status.RANK_DEFICIENT)
+}
 
 
 def emit_solver_events(summary: RunSummary) -> list[str]:
-    """Emit one event per diverged or failed solver, about this flow run; return the event names.
+    """Emit one event per diverged, failed or rank-deficient solver, about this flow run; return the event names.
 
     The event's resource is the flow run (`prefect.flow-run.<id>`), as Prefect's
     own flow-run events have it, so the UI lists it on the run's page and an

@@ -22,7 +22,8 @@ def test_every_automation_in_the_file_is_a_valid_prefect_automation():
     config = yaml.safe_load((ROOT / "alerts.yaml").read_text())
     module = alerts_module()
     built = [module.automation(d, uuid4(), enabled=True) for d in config["automations"]]
-    expected = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "linreg.solver.diverged", "linreg.solver.failed"}
+    expected = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "linreg.solver.diverged", "linreg.solver.failed",
+                "linreg.solver.rank_deficient"}
     assert set().union(*(a.trigger.expect for a in built)) == expected
     assert all(a.actions[0].type == "send-notification" for a in built)
 

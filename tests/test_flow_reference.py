@@ -32,7 +32,11 @@ def test_a_run_without_an_intercept_fits_none_and_says_which_r2(prefect_server, 
     assert "without an intercept" in render_markdown(summary, {}) and "R² uncentred" in render_markdown(summary, {})
 
 
-def test_a_rank_deficient_reference_is_said_and_compared_with_nothing(prefect_server, tmp_path):
+def test_a_rank_deficient_reference_is_said_and_compared_with_nothing(prefect_server, tmp_path, monkeypatch):
+    import tasks.events
+
+    emitted = []
+    monkeypatch.setattr(tasks.events, "emit_event", lambda **event: emitted.append(event))
     # Two rows, three parameters: every plane through both points fits exactly.
     run = RunSpec(output_dir=tmp_path / "out", device="cpu", data={"n": 2, "weights": [2.0, -1.0]},
                   defaults={"epochs": 20}, solvers=["closed_form", "numpy_gd"])
@@ -44,3 +48,4 @@ def test_a_rank_deficient_reference_is_said_and_compared_with_nothing(prefect_se
     assert closed.status == "rank_deficient" and "columns involved" in closed.message
     assert summary.reference.rank_deficient and "rank-deficient" in summary.reference.warning
     assert math.isnan(summary.results[1].distance_to_closed_form)  # no reference to be near
+    assert [e["event"] for e in emitted] == ["linreg.solver.rank_deficient"]  # an automation can alert on it
