@@ -1,0 +1,836 @@
+"""A user's own table: a CSV converted once to parquet, or a parquet file or folder read in place.
+
+`ingest_table` checks the file and its chosen columns, and returns a small
+`TableDataset` (what crosses task boundaries); `open_table` turns that into a
+`TableSource`, the same reader a solver gets for generated data
+(`linreg.data.DataSource`), with named columns and no true parameters.
+
+- A CSV is read once, streamed in blocks by pyarrow's CSV reader, and written
+  as float64 parquet to `<data_root>/datasets/csv-<sha256>-<choice>.parquet`,
+  named by the CSV's sha256 and a short digest of the column choice; the same
+  file with the same choice is converted once.
+- A parquet file, or a folder of them, whose chosen columns are numeric is read
+  where it is. Only when `drop_missing` has rows to drop is a cleaned copy
+  written (`parquet-<sha256>-<choice>.parquet`).
+
+Every refusal is one `TableError` line, "PATH: problem", raised before anything
+is written or, for values only a full read can show, from inside an atomic
+write that then leaves no file behind.
+"""
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from linreg.data import CHUNK_ROWS
+from linreg.storage.atomic import atomic_path, sha256_file
+from linreg.storage.parquet import DatasetError, _HashingSink
+from linreg.storage.source import DEFAULT_MEMORY_BUDGET
+
+log = logging.getLogger("linreg.storage")
+
+TABLE_FORMAT_VERSION = 1
+_META_KEY = b"linreg.table"
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+PARQUET_MAGIC = b"PAR1"
+# pyarrow's streaming CSV reader reads ahead several blocks per thread: RSS grows
+# with the block (64 MiB blocks peaked at 1.9 GB on a 2 GB file, 4 MiB at 270 MB),
+# while blocks of a few MiB already parse at full speed (docs/own-data.md).
+CSV_BLOCK_BYTES = 4 << 20
+# Row groups of at most 64 MiB of float64 x and y (and at most CHUNK_ROWS rows, as
+# generated files have): one group fits any memory budget a streamed fit runs under.
+ROW_GROUP_BYTES = 64 << 20
+_SNIFF_BYTES = 1 << 16
+NUL = b"\0"  # no text file holds one; almost every binary file does
+_MAX_DETAIL = 160
+# A number as pyarrow's CSV reader parses it into float64 (used only to find the
+# first offending value of a text column, on the error path).
+_NUMBER = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+
+
+class TableError(DatasetError):
+    """A user's table refused: the str() is one line, "PATH: problem", naming the column, row or count."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(path, " ".join(problem.split()))
+
+
+class TableDataset(BaseModel):
+    """A checked table, by reference: where its parquet is, what it holds and where it came from.
+
+    Attributes:
+        source: the file or folder the user named (absolute).
+        source_sha256: the digest of its bytes (a folder's: of its files' names and digests).
+        path: the parquet file or folder to read: `source` itself when read in place.
+        sha256: the digest of `path` (equal to `source_sha256` when read in place).
+        converted: True when `path` is a conversion written under the data root.
+        target, features: the chosen columns; features keep the order given (or the file's).
+        feature_dtypes, target_dtype: the columns' types in the source, as pyarrow names them
+            (a CSV's as pyarrow infers them over the whole file: int64 or double).
+        rows: data rows, after any dropped.
+        rows_dropped: rows dropped for a missing or infinite value (drop_missing only).
+        drop_missing: whether such rows were to be dropped rather than refused.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    source_sha256: str
+    path: str
+    sha256: str
+    converted: bool
+    target: str
+    features: tuple[str, ...]
+    feature_dtypes: tuple[str, ...]
+    target_dtype: str
+    rows: int
+    rows_dropped: int = 0
+    drop_missing: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.rows
+
+    @property
+    def d(self) -> int:
+        return len(self.features)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns read, in the order they are read: the features, then the target."""
+        return [*self.features, self.target]
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """Source type by column name, features first."""
+        return dict(zip(self.columns, [*self.feature_dtypes, self.target_dtype]))
+
+
+# ---------------------------------------------------------------------------
+# Finding the files, and their kind
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut short: pyarrow quotes whole rows of data."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The parquet files of a folder dataset, in name order, leaving out hidden and `_`-prefixed ones
+    (`.x.tmp`, Spark's `_SUCCESS` and `_metadata`), as pyarrow's dataset reader does.
+
+    Raises:
+        TableError: the folder holds no parquet file.
+    """
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES
+        and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise TableError(path, f"empty folder: no {'/'.join(PARQUET_SUFFIXES)} files in it")
+    return files
+
+
+def _table_kind(path: Path) -> str:
+    """'csv', 'parquet' or 'folder'; refuses anything else naming what is accepted."""
+    if not path.exists():
+        raise TableError(path, "no such file or folder")
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    with open(path, "rb") as fh:
+        if fh.read(4) == PARQUET_MAGIC:
+            return "parquet"
+    raise TableError(
+        path, f"not a CSV or parquet file (suffix {suffix or 'none'!r}); expected a .csv file, "
+        "a .parquet file or a folder of .parquet files"
+    )
+
+
+def _folder_sha256(root: Path, files: list[Path]) -> str:
+    """One digest for a folder dataset: each file's relative name and sha256, in order."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(root).as_posix()}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def data_sha256(path: Path) -> str:
+    """The sha256 of a parquet file, or of a folder's parquet files (see `_folder_sha256`)."""
+    path = Path(path)
+    return _folder_sha256(path, parquet_files(path)) if path.is_dir() else sha256_file(path)
+
+
+# ---------------------------------------------------------------------------
+# Choosing the columns
+
+
+def choose_columns(path: Path, names: list[str], target: str, features: list[str] | None) -> list[str]:
+    """The features to read: `features` as given, else every column but the target, in file order.
+
+    Raises:
+        TableError: an unknown column (listing those that exist), a name the file holds twice,
+            the target among the features, a feature listed twice, or no feature at all.
+    """
+    available = ", ".join(names)
+    if target not in names:
+        raise TableError(path, f"unknown target column {target!r}; the columns are: {available}")
+    if features is None:
+        features = [c for c in names if c != target]
+    else:
+        features = list(features)
+        unknown = [c for c in features if c not in names]
+        if unknown:
+            listed = ", ".join(repr(c) for c in unknown)
+            raise TableError(path, f"unknown feature column{'s' if len(unknown) > 1 else ''} {listed}; "
+                                   f"the columns are: {available}")
+        if target in features:
+            raise TableError(path, f"the target {target!r} is also listed among the features; "
+                                   "leave it out of --features")
+        twice = sorted({c for c in features if features.count(c) > 1})
+        if twice:
+            raise TableError(path, f"features list {', '.join(repr(c) for c in twice)} more than once")
+    if not features:
+        raise TableError(path, f"no feature columns: the only column is the target {target!r}")
+    for column in [*features, target]:
+        positions = [i + 1 for i, c in enumerate(names) if c == column]
+        if len(positions) > 1:
+            where = ", ".join(map(str, positions[:-1])) + f" and {positions[-1]}"
+            raise TableError(path, f"duplicate column name {column!r} (columns {where}); "
+                                   "rename one, or leave it out with --features")
+    return features
+
+
+def _is_numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
+
+
+def _non_numeric_error(path: Path, column: str, dtype: str, names: list[str], target: str,
+                       types: dict[str, pa.DataType], where: str = "") -> TableError:
+    numeric = [c for c in names if c not in (target, column) and _is_numeric(types.get(c, pa.float64()))]
+    hint = f" (e.g. --features {','.join(numeric)})" if numeric else ""
+    return TableError(path, f"column {column!r} is not numeric ({dtype}{where}); "
+                            f"choose numeric columns with --features{hint}")
+
+
+# ---------------------------------------------------------------------------
+# One streamed pass of value checks
+
+
+@dataclass
+class _ValueChecks:
+    """Counts of missing and infinite values per column, their first rows, running min/max and rows kept.
+
+    `update` takes each batch in row order (columns: the features, then the
+    target) and returns it with bad rows dropped when `drop_missing`. Columns
+    listed in `integer_columns` (indices) are also checked for whole numbers.
+    """
+
+    path: Path
+    columns: list[str]
+    drop_missing: bool
+    integer_columns: tuple[int, ...] = ()
+    missing: np.ndarray = field(init=False)
+    infinite: np.ndarray = field(init=False)
+    first_bad: list = field(init=False)
+    low: np.ndarray = field(init=False)
+    high: np.ndarray = field(init=False)
+    integral: np.ndarray = field(init=False)
+    rows_seen: int = 0
+    rows_kept: int = 0
+
+    def __post_init__(self):
+        k = len(self.columns)
+        self.missing, self.infinite = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+        self.first_bad = [None] * k
+        self.low, self.high = np.full(k, np.inf), np.full(k, -np.inf)
+        self.integral = np.ones(k, dtype=bool)
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.missing.any() or self.infinite.any())
+
+    def update(self, batch: pa.RecordBatch, where: str = "") -> pa.RecordBatch:
+        """Account for one batch; return it, without its bad rows when dropping.
+
+        Args:
+            where: how the batch's rows are named in messages ("" for the table's
+                own data rows, else e.g. " of part-1.parquet").
+        """
+        values = [_float64(batch.column(j)) for j in range(batch.num_columns)]
+        start = self.rows_seen
+        self.rows_seen += batch.num_rows
+        if batch.num_rows == 0:
+            return batch
+        lows = [v.min() for v in values]
+        highs = [v.max() for v in values]
+        # min/max propagate NaN (missing) and show infinities: one cheap test per column.
+        if all(np.isfinite(lo) and np.isfinite(hi) for lo, hi in zip(lows, highs)):
+            self._record(values, lows, highs)
+            return batch
+        keep = np.ones(batch.num_rows, dtype=bool)
+        for j, v in enumerate(values):
+            finite = np.isfinite(v)
+            if finite.all():
+                continue
+            nan = np.isnan(v)
+            self.missing[j] += int(nan.sum())
+            self.infinite[j] += int((~finite & ~nan).sum())
+            if self.first_bad[j] is None:
+                self.first_bad[j] = (start + int(np.argmin(finite)) + 1, where)
+            keep &= finite
+        if not self.drop_missing:
+            return batch  # refused in the end; the counts go on for the message
+        kept = [v[keep] for v in values]
+        if keep.any():
+            self._record(kept, [v.min() for v in kept], [v.max() for v in kept])
+        return batch.filter(pa.array(keep))
+
+    def _record(self, values: list[np.ndarray], lows: list[float], highs: list[float]) -> None:
+        self.rows_kept += len(values[0])
+        self.low = np.minimum(self.low, lows)
+        self.high = np.maximum(self.high, highs)
+        for j in self.integer_columns:
+            # Whether a CSV column pyarrow typed int64 in its first block stays integral after it.
+            if self.integral[j] and not np.array_equal(values[j], np.trunc(values[j])):
+                self.integral[j] = False
+
+    def check(self, d: int, row_word: str) -> None:
+        """Refuse missing or infinite values (unless dropped), too few rows, or a constant feature.
+
+        Args:
+            d: features (the first d columns).
+            row_word: how rows are numbered, for the message.
+
+        Raises:
+            TableError: naming the columns, counts and first rows.
+        """
+        if self.bad and not self.drop_missing:
+            parts = []
+            for j in np.flatnonzero(self.missing + self.infinite):
+                pairs = ((self.missing[j], "missing"), (self.infinite[j], "infinite"))
+                counts = [f"{count} {kind}" for count, kind in pairs if count]
+                row, where = self.first_bad[j]
+                parts.append(f"{self.columns[j]!r}: {' and '.join(counts)}, first at data row {row}{where}")
+            columns = f"{len(parts)} column{'s' if len(parts) > 1 else ''}"
+            raise TableError(self.path, f"missing or infinite values in {columns}: {'; '.join(parts)} ({row_word}); "
+                                        "drop those rows with --drop-missing")
+        dropped = self.rows_seen - self.rows_kept
+        if self.rows_kept < d + 1:
+            after = f" left after dropping {dropped} with missing or infinite values" if dropped else ""
+            raise TableError(self.path, f"{self.rows_kept} data rows{after}, for {d} feature{'s' if d > 1 else ''}: "
+                                        f"a fit needs at least {d + 1} (features + 1)")
+        constant = [j for j in range(d) if self.low[j] == self.high[j]]
+        if constant:
+            which = ", ".join(f"{self.columns[j]!r} (every row is {self.low[j]:g})" for j in constant)
+            verb = "features {} are" if len(constant) > 1 else "feature {} is"
+            raise TableError(self.path, f"{verb.format(which)} constant: no information beside the intercept; "
+                                        "leave it out with --features")
+
+
+def _float64(column: pa.Array) -> np.ndarray:
+    """A column as float64 values, missing ones as NaN (zero-copy for a float64 column without nulls)."""
+    if column.type != pa.float64():
+        column = column.cast(pa.float64())
+    return column.to_numpy(zero_copy_only=False)
+
+
+# ---------------------------------------------------------------------------
+# Writing a conversion
+
+
+def _choice_digest(target: str, features: list[str], drop_missing: bool) -> str:
+    choice = {"target": target, "features": features, "drop_missing": drop_missing}
+    return hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:12]
+
+
+def converted_path(data_root: Path, prefix: str, source_sha256: str, target: str, features: list[str],
+                   drop_missing: bool) -> Path:
+    """Where a conversion of a source with this digest and column choice lives under the data root."""
+    name = f"{prefix}-{source_sha256}-{_choice_digest(target, features, drop_missing)}.parquet"
+    return Path(data_root) / "datasets" / name
+
+
+def row_group_rows(d: int) -> int:
+    """Rows per written row group: at most ROW_GROUP_BYTES of float64 x and y, at most CHUNK_ROWS."""
+    return max(1, min(CHUNK_ROWS, ROW_GROUP_BYTES // ((d + 1) * 8)))
+
+
+def _output_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([pa.field(c, pa.float64(), nullable=False) for c in columns])
+
+
+class _RowGroupWriter:
+    """Batches in, row groups of exactly `rows` rows out (the last one shorter)."""
+
+    def __init__(self, writer: pq.ParquetWriter, rows: int):
+        self._writer, self._rows, self._pending, self._count = writer, rows, [], 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._pending.append(batch)
+            self._count += batch.num_rows
+        while self._count >= self._rows:
+            self._flush(self._rows)
+
+    def close(self) -> None:
+        if self._count:
+            self._flush(self._count)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.Table.from_batches(self._pending)
+        self._writer.write_table(table.slice(0, rows), row_group_size=rows)
+        rest = table.slice(rows)
+        self._pending, self._count = rest.to_batches(), rest.num_rows
+
+
+def _metadata(table: TableDataset) -> dict[bytes, bytes]:
+    fields = table.model_dump(exclude={"source", "path", "sha256", "converted"})
+    return {_META_KEY: json.dumps({"format_version": TABLE_FORMAT_VERSION, **fields}).encode()}
+
+
+def _write_converted(
+    out: Path, columns: list[str], batches: Iterable[pa.RecordBatch], checks: _ValueChecks,
+    row_word: str, describe,
+) -> tuple[str, TableDataset]:
+    """Stream checked batches into `out`, atomically; refuse bad values before the rename.
+
+    Args:
+        batches: the chosen columns (features, then target) as float64, in row order.
+        describe: called with the finished checks, returns the TableDataset to record.
+
+    Returns:
+        (sha256 of the file written, the TableDataset recorded in its metadata).
+    """
+    schema = _output_schema(columns)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        sink = _HashingSink(fh)
+        with pq.ParquetWriter(sink, schema, compression="none", use_dictionary=False,
+                              write_statistics=False) as writer:
+            groups = _RowGroupWriter(writer, row_group_rows(len(columns) - 1))
+            for batch in batches:
+                batch = checks.update(batch)
+                if checks.drop_missing or not checks.bad:  # a refused file need not be written on
+                    groups.add(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+            # Raising here leaves atomic_path to remove the temporary file: nothing is left.
+            checks.check(len(columns) - 1, row_word)
+            groups.close()
+            table = describe(checks)
+            writer.add_key_value_metadata(_metadata(table))
+    return sink.hexdigest(), table
+
+
+def _reusable(out: Path, source_sha256: str, target: str, features: list[str], drop_missing: bool) -> dict | None:
+    """The recorded fields of a conversion already at `out` for this source and choice, else None."""
+    if not out.exists():
+        return None
+    try:
+        meta = json.loads((pq.ParquetFile(out).metadata.metadata or {})[_META_KEY])
+    except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+        log.warning("rewriting damaged converted table %s: %s", out, _one_line(exc))
+        return None
+    expected = {"format_version": TABLE_FORMAT_VERSION, "source_sha256": source_sha256, "target": target,
+                "features": features, "drop_missing": drop_missing}
+    if any(meta.get(k) != v for k, v in expected.items()):
+        log.warning("rewriting converted table %s: its metadata does not match the source", out)
+        return None
+    return meta
+
+
+def _reuse(out: Path, meta: dict, source: Path) -> TableDataset:
+    fields = {k: v for k, v in meta.items() if k != "format_version"}
+    return TableDataset(source=str(source), path=str(out), sha256=sha256_file(out), converted=True, **fields)
+
+
+# ---------------------------------------------------------------------------
+# CSV
+
+
+def _sniff_text(path: Path) -> None:
+    """Refuse an empty file, or one that is not UTF-8 text, before pyarrow parses it."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head:
+        raise TableError(path, "empty file: no header row")
+    if NUL in head:
+        raise TableError(path, f"not a text CSV file (a NUL byte at offset {head.index(NUL)}); "
+                               "is it a binary file named .csv?")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a character cut at the end of the sample
+            raise TableError(path, f"not a UTF-8 text CSV file (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
+                                   "save it as UTF-8") from None
+
+
+def _open_csv(path: Path, block_bytes: int, convert: pacsv.ConvertOptions | None = None,
+              skip_rows: int = 0) -> pacsv.CSVStreamingReader:
+    read = pacsv.ReadOptions(block_size=block_bytes, use_threads=True, skip_rows_after_names=skip_rows)
+    return pacsv.open_csv(path, read_options=read, convert_options=convert or pacsv.ConvertOptions())
+
+
+def _first_text_value(path: Path, column: str, block_bytes: int, after_rows: int = 0) -> tuple[int, str] | None:
+    """(data row, value) of the first value in `column` that is not a number, from row `after_rows` + 1 on."""
+    convert = pacsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()},
+                                   strings_can_be_null=True)
+    row = after_rows
+    with _open_csv(path, block_bytes, convert, skip_rows=after_rows) as reader:
+        for batch in reader:
+            text = batch.column(0)
+            numeric = pc.match_substring_regex(text, _NUMBER, ignore_case=True).fill_null(True)
+            bad = np.flatnonzero(~numeric.to_numpy(zero_copy_only=False))
+            if len(bad):
+                return row + int(bad[0]) + 1, text[int(bad[0])].as_py()
+            row += batch.num_rows
+    return None
+
+
+def _csv_header(path: Path, block_bytes: int) -> pa.Schema:
+    """Column names and the types pyarrow infers from the first block."""
+    try:
+        with _open_csv(path, block_bytes) as reader:
+            return reader.schema
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(path, f"not a readable CSV file ({_one_line(exc)})") from None
+
+
+def _conversion_error(path: Path, exc: pa.ArrowException, names: list[str], target: str, rows: int,
+                      block_bytes: int, types: dict[str, pa.DataType]) -> TableError:
+    """A pyarrow error met while streaming, as one line naming the column and row where it can."""
+    found = re.search(r"In CSV column #(\d+): CSV conversion error to double", str(exc))
+    if found:
+        column = names[int(found.group(1))]
+        first = _first_text_value(path, column, block_bytes, after_rows=rows)
+        where = f": {first[1]!r} at data row {first[0]}" if first else ""
+        return _non_numeric_error(path, column, "text", names, target, types, where)
+    return TableError(path, f"not a readable CSV file after data row {rows} ({_one_line(exc)})")
+
+
+def _csv_batches(path: Path, columns: list[str], block_bytes: int, on_error) -> Iterator[pa.RecordBatch]:
+    """The chosen columns of a CSV as float64 batches, in the order given, streamed."""
+    # Types are fixed to float64 rather than inferred: pyarrow infers from the first block
+    # only, so an integer column with a decimal point further down would fail the read.
+    convert = pacsv.ConvertOptions(column_types={c: pa.float64() for c in columns}, include_columns=columns)
+    rows = 0
+    try:
+        with _open_csv(path, block_bytes, convert) as reader:
+            for batch in reader:
+                rows += batch.num_rows
+                yield batch
+    except pa.ArrowException as exc:
+        raise on_error(exc, rows) from None
+
+
+def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: Path, drop_missing: bool,
+                block_bytes: int) -> TableDataset:
+    _sniff_text(path)
+    schema = _csv_header(path, block_bytes)
+    names = schema.names
+    features = choose_columns(path, names, target, features)
+    types = {f.name: f.type for f in schema}
+    columns = [*features, target]
+    for column in columns:
+        # `null`: the first block is empty in that column; the full read will tell.
+        if not (_is_numeric(types[column]) or pa.types.is_null(types[column])):
+            first = _first_text_value(path, column, block_bytes)
+            where = f": {first[1]!r} at data row {first[0]}" if first else ""
+            raise _non_numeric_error(path, column, str(types[column]), names, target, types, where)
+    source_sha256 = sha256_file(path)
+    out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
+    meta = _reusable(out, source_sha256, target, features, drop_missing)
+    if meta is not None:
+        return _reuse(out, meta, path)
+
+    def describe(checks: _ValueChecks) -> TableDataset:
+        dtypes = ["int64" if pa.types.is_integer(types[c]) and checks.integral[j] else "double"
+                  for j, c in enumerate(columns)]
+        return TableDataset(
+            source=str(path), source_sha256=source_sha256, path=str(out), sha256="", converted=True,
+            target=target, features=tuple(features), feature_dtypes=tuple(dtypes[:-1]), target_dtype=dtypes[-1],
+            rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
+        )
+
+    def on_error(exc, rows):
+        return _conversion_error(path, exc, names, target, rows, block_bytes, types)
+
+    integers = tuple(j for j, c in enumerate(columns) if pa.types.is_integer(types[c]))
+    checks = _ValueChecks(path, columns, drop_missing, integers)
+    batches = _csv_batches(path, columns, block_bytes, on_error)
+    sha256, table = _write_converted(out, columns, batches, checks, "data rows count from 1 after the header", describe)
+    log.info("converted %s to %s (%d rows, %d dropped)", path, out, table.rows, table.rows_dropped)
+    return table.model_copy(update={"sha256": sha256})
+
+
+# ---------------------------------------------------------------------------
+# Parquet
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, pre_buffer=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(path, f"not a readable parquet file ({_one_line(exc)})") from None
+
+
+def _parquet_batches(files: list[Path], columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+    """The chosen columns of each file, in the order given, in batches of at most `rows` rows."""
+    for f in files:
+        try:
+            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
+                yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise TableError(f, f"not a readable parquet file ({_one_line(exc)})") from None
+
+
+def _scan_parquet(root: Path, files: list[Path], columns: list[str], drop_missing: bool) -> _ValueChecks:
+    """One streamed pass over the chosen columns of every file: the value checks' counts."""
+    checks = _ValueChecks(root, columns, drop_missing)
+    seen = 0
+    for f in files:
+        # Rows are numbered within each file, so that a message can name file and row.
+        checks.rows_seen = 0
+        where = "" if f == root else f" of {f.relative_to(root).as_posix()}"
+        for batch in _parquet_batches([f], columns, row_group_rows(len(columns) - 1)):
+            checks.update(batch, where)
+        seen += checks.rows_seen
+    checks.rows_seen = seen
+    return checks
+
+
+def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | None, data_root: Path,
+                    drop_missing: bool) -> TableDataset:
+    files = parquet_files(path) if kind == "folder" else [path]
+    readers = [_parquet_file(f) for f in files]
+    schema = readers[0].schema_arrow
+    names = schema.names
+    for f, reader in zip(files[1:], readers[1:]):
+        if reader.schema_arrow.names != names:
+            raise TableError(f, f"columns {', '.join(reader.schema_arrow.names)} differ from "
+                                f"{files[0].name}'s: {', '.join(names)}")
+    features = choose_columns(path, names, target, features)
+    columns = [*features, target]
+    types = {f.name: f.type for f in schema}
+    for f, reader in zip(files, readers):
+        for column in columns:
+            dtype = reader.schema_arrow.field(column).type
+            if not _is_numeric(dtype):
+                raise _non_numeric_error(f, column, str(dtype), names, target, types)
+    source_sha256 = _folder_sha256(path, files) if kind == "folder" else sha256_file(path)
+    checks = _scan_parquet(path, files, columns, drop_missing)
+    row_word = "data rows count from 1" + (" in each file" if kind == "folder" else "")
+    dtypes = tuple(str(types[c]) for c in columns)
+    table = TableDataset(
+        source=str(path), source_sha256=source_sha256, path=str(path), sha256=source_sha256, converted=False,
+        target=target, features=tuple(features), feature_dtypes=dtypes[:-1], target_dtype=dtypes[-1],
+        rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
+    )
+    checks.check(len(features), row_word)
+    if not table.rows_dropped:
+        return table  # read in place: nothing is copied
+    return _write_cleaned(path, files, columns, table, data_root)
+
+
+def _write_cleaned(path: Path, files: list[Path], columns: list[str], table: TableDataset,
+                   data_root: Path) -> TableDataset:
+    """A parquet source with rows to drop: its checked rows, once, as a conversion under the data root."""
+    out = converted_path(data_root, "parquet", table.source_sha256, table.target, list(table.features), True)
+    meta = _reusable(out, table.source_sha256, table.target, list(table.features), True)
+    if meta is not None:
+        return _reuse(out, meta, path)
+    checks = _ValueChecks(path, columns, drop_missing=True)
+    batches = _parquet_batches(files, columns, row_group_rows(len(columns) - 1))
+    sha256, written = _write_converted(
+        out, columns, batches, checks, "data rows count from 1",
+        lambda _: table.model_copy(update={"path": str(out), "converted": True}),
+    )
+    return written.model_copy(update={"sha256": sha256})
+
+
+# ---------------------------------------------------------------------------
+# The entry points
+
+
+def ingest_table(
+    path: Path | str, target: str, features: list[str] | None = None, data_root: Path | str = Path("data"),
+    drop_missing: bool = False, *, block_bytes: int = CSV_BLOCK_BYTES,
+) -> TableDataset:
+    """Check a user's CSV or parquet table and return a reference to a parquet of its chosen columns.
+
+    A CSV is converted once (streamed, atomically) to float64 parquet under
+    `<data_root>/datasets/`, named by its sha256 and the column choice, and
+    reused after; a parquet file or folder is read in place.
+
+    Args:
+        path: a .csv file, a .parquet file, or a folder of .parquet files (one dataset).
+        target: the column to predict.
+        features: the predictor columns, in the order wanted; None: every column but the target, in file order.
+        data_root: where conversions go (`datasets/` under it).
+        drop_missing: drop rows with a missing or infinite value in a chosen column, rather than refuse them.
+        block_bytes: bytes per block of the CSV reader (memory grows with it).
+
+    Returns:
+        The checked table: source, digests, columns, source dtypes, rows and rows dropped.
+
+    Raises:
+        TableError: one line naming the file and the column, row or count at fault; nothing is left written.
+    """
+    path = Path(path).absolute()
+    data_root = Path(data_root).resolve()  # absolute: workers may run elsewhere
+    kind = _table_kind(path)
+    if kind == "csv":
+        return _ingest_csv(path, target, features, data_root, drop_missing, block_bytes)
+    return _ingest_parquet(path, kind, target, features, data_root, drop_missing)
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """A checked table as a solver reads it: a `linreg.data.DataSource` with named columns and no spec.
+
+    x is (k, d) float64 in feature order and y (k,) float64; only the chosen
+    columns are read. Held in memory when x and y fit `memory_budget` bytes, else
+    read one row group at a time; every chunk is checked for non-finite values.
+
+    Attributes:
+        table: what `ingest_table` returned.
+        memory_budget: bytes of x and y that may be held at once.
+        seed: for solvers that shuffle (there is no spec to take it from).
+    """
+
+    table: TableDataset
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    seed: int = 0
+    _groups: tuple = field(init=False, repr=False, compare=False)
+    _held: list = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        root = Path(self.table.path)
+        files = parquet_files(root) if root.is_dir() else [root]
+        groups = []
+        for f in files:
+            reader = _parquet_file(f)
+            groups += [(f, i) for i in range(reader.num_row_groups) if reader.metadata.row_group(i).num_rows]
+        object.__setattr__(self, "_groups", tuple(groups))
+        object.__setattr__(self, "_held", [])
+
+    @property
+    def n(self) -> int:
+        return self.table.rows
+
+    @property
+    def d(self) -> int:
+        return self.table.d
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.table.features)
+
+    @property
+    def target(self) -> str:
+        return self.table.target
+
+    @property
+    def row_groups(self) -> int:
+        """Non-empty row groups over all files: the chunks `iter_row_groups` can visit in any order."""
+        return len(self._groups)
+
+    def _xy(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        features = self.table.features
+        if len(features) == 1:
+            x = _float64(_contiguous(batch.column(features[0]))).reshape(-1, 1)
+        else:
+            x = np.column_stack([_float64(_contiguous(batch.column(c))) for c in features])
+        y = _float64(_contiguous(batch.column(self.table.target)))
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise TableError(self.table.path, "non-finite values: the file changed since it was ingested")
+        return x, y
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(x (n, d), y (n,)) when they fit the memory budget (read once, then kept), else None."""
+        if self.n * (self.d + 1) * 8 > self.memory_budget:
+            return None
+        if not self._held:
+            tables = [pq.read_table(f, columns=self.table.columns) for f in _in_order(self._groups)]
+            self._held.append(self._xy(pa.concat_tables(tables)))
+        return self._held[0]
+
+    def iter_chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (x, y) of at most `rows` rows, in order (never across a file boundary)."""
+        held = self.arrays() if self._held else None
+        if held is not None:
+            for start in range(0, self.n, rows):
+                yield held[0][start : start + rows], held[1][start : start + rows]
+            return
+        for f in _in_order(self._groups):
+            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=rows, columns=self.table.columns):
+                if batch.num_rows:
+                    yield self._xy(batch)
+
+    def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (x, y) of each row group in `order` (indices into range(row_groups))."""
+        readers: dict[Path, pq.ParquetFile] = {}
+        for index in order:
+            f, group = self._groups[int(index)]
+            reader = readers.setdefault(f, pq.ParquetFile(f, pre_buffer=False))
+            yield self._xy(reader.read_row_group(group, columns=self.table.columns))
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `rows` rows (all, when there are fewer)."""
+        xs, ys, count = [], [], 0
+        for x, y in self.iter_chunks(rows):
+            xs.append(x[: rows - count])
+            ys.append(y[: rows - count])
+            count += len(ys[-1])
+            if count >= rows:
+                break
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def _contiguous(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _in_order(groups: tuple) -> list[Path]:
+    """The files of `groups`, each once, in order."""
+    return list(dict.fromkeys(f for f, _ in groups))
+
+
+def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, seed: int = 0,
+               verify: bool = True) -> TableSource:
+    """A reader over an ingested table, after checking that its parquet is still what was ingested.
+
+    Args:
+        memory_budget: bytes of x and y that may be held in memory; more is streamed by row group.
+        seed: the source's seed, for solvers that shuffle.
+        verify: check the parquet's sha256 (one read of the file); False trusts it.
+
+    Raises:
+        TableError: the parquet is missing, unreadable, changed, or lacks a chosen column.
+    """
+    path = Path(table.path)
+    if not path.exists():
+        raise TableError(path, "no such file or folder: ingest the table again")
+    if verify and data_sha256(path) != table.sha256:
+        raise TableError(path, f"sha256 differs from the one ingested ({table.sha256[:12]}...): "
+                               "the file changed; ingest it again")
+    source = TableSource(table=table, memory_budget=memory_budget, seed=seed)
+    rows = sum(pq.ParquetFile(f).metadata.row_group(g).num_rows for f, g in source._groups)
+    if rows != table.rows:
+        raise TableError(path, f"{rows} rows, {table.rows} ingested: the file changed; ingest it again")
+    return source
