@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from linreg.data import CHUNK_ROWS
 from linreg.storage.atomic import atomic_path, sha256_file
-from linreg.storage.parquet import DatasetError, _HashingSink
+from linreg.storage.parquet import DatasetError
 from linreg.storage.source import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger("linreg.storage")
@@ -74,8 +75,8 @@ class TableDataset(BaseModel):
         source: the file or folder the user named (absolute).
         source_sha256: the digest of its bytes (a folder's: of its files' names and digests).
         path: the parquet file or folder to read: `source` itself when read in place.
-        sha256: the digest of `path` (equal to `source_sha256` when read in place).
-        converted: True when `path` is a conversion written under the data root.
+        converted: True when `path` is a conversion written under the data root (its footer
+            records this table, and its pages carry CRC checksums, checked as they are read).
         target, features: the chosen columns; features keep the order given (or the file's).
         feature_dtypes, target_dtype: the columns' types in the source, as pyarrow names them
             (a CSV's as pyarrow infers them over the whole file: int64 or double).
@@ -89,7 +90,6 @@ class TableDataset(BaseModel):
     source: str
     source_sha256: str
     path: str
-    sha256: str
     converted: bool
     target: str
     features: tuple[str, ...]
@@ -402,28 +402,30 @@ class _RowGroupWriter:
 
 
 def _metadata(table: TableDataset) -> dict[bytes, bytes]:
-    fields = table.model_dump(exclude={"source", "path", "sha256", "converted"})
+    fields = table.model_dump(exclude={"source", "path", "converted"})
     return {_META_KEY: json.dumps({"format_version": TABLE_FORMAT_VERSION, **fields}).encode()}
 
 
 def _write_converted(
     out: Path, columns: list[str], batches: Iterable[pa.RecordBatch], checks: _ValueChecks,
     row_word: str, describe,
-) -> tuple[str, TableDataset]:
+) -> TableDataset:
     """Stream checked batches into `out`, atomically; refuse bad values before the rename.
+
+    Random-looking floats neither compress nor dictionary-encode, so both are off
+    (as for generated datasets); page CRCs cost little and catch a damaged page.
 
     Args:
         batches: the chosen columns (features, then target) as float64, in row order.
         describe: called with the finished checks, returns the TableDataset to record.
 
     Returns:
-        (sha256 of the file written, the TableDataset recorded in its metadata).
+        The TableDataset recorded in the file's metadata.
     """
     schema = _output_schema(columns)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        sink = _HashingSink(fh)
-        with pq.ParquetWriter(sink, schema, compression="none", use_dictionary=False,
-                              write_statistics=False) as writer:
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False, write_statistics=False,
+                              write_page_checksum=True) as writer:
             groups = _RowGroupWriter(writer, row_group_rows(len(columns) - 1))
             for batch in batches:
                 batch = checks.update(batch)
@@ -434,7 +436,19 @@ def _write_converted(
             groups.close()
             table = describe(checks)
             writer.add_key_value_metadata(_metadata(table))
-    return sink.hexdigest(), table
+    return table
+
+
+def _recorded(path: Path) -> dict:
+    """The table a conversion's footer records.
+
+    Raises:
+        TableError: unreadable, or without the record.
+    """
+    try:
+        return json.loads((pq.ParquetFile(path).metadata.metadata or {})[_META_KEY])
+    except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+        raise TableError(path, f"not a readable converted table ({_one_line(exc)})") from None
 
 
 def _reusable(out: Path, source_sha256: str, target: str, features: list[str], drop_missing: bool) -> dict | None:
@@ -442,9 +456,9 @@ def _reusable(out: Path, source_sha256: str, target: str, features: list[str], d
     if not out.exists():
         return None
     try:
-        meta = json.loads((pq.ParquetFile(out).metadata.metadata or {})[_META_KEY])
-    except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
-        log.warning("rewriting damaged converted table %s: %s", out, _one_line(exc))
+        meta = _recorded(out)
+    except TableError as exc:
+        log.warning("rewriting damaged converted table: %s", exc)
         return None
     expected = {"format_version": TABLE_FORMAT_VERSION, "source_sha256": source_sha256, "target": target,
                 "features": features, "drop_missing": drop_missing}
@@ -456,7 +470,7 @@ def _reusable(out: Path, source_sha256: str, target: str, features: list[str], d
 
 def _reuse(out: Path, meta: dict, source: Path) -> TableDataset:
     fields = {k: v for k, v in meta.items() if k != "format_version"}
-    return TableDataset(source=str(source), path=str(out), sha256=sha256_file(out), converted=True, **fields)
+    return TableDataset(source=str(source), path=str(out), converted=True, **fields)
 
 
 # ---------------------------------------------------------------------------
@@ -562,7 +576,7 @@ def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: 
         dtypes = ["int64" if pa.types.is_integer(types[c]) and checks.integral[j] else "double"
                   for j, c in enumerate(columns)]
         return TableDataset(
-            source=str(path), source_sha256=source_sha256, path=str(out), sha256="", converted=True,
+            source=str(path), source_sha256=source_sha256, path=str(out), converted=True,
             target=target, features=tuple(features), feature_dtypes=tuple(dtypes[:-1]), target_dtype=dtypes[-1],
             rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
         )
@@ -573,9 +587,9 @@ def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: 
     integers = tuple(j for j, c in enumerate(columns) if pa.types.is_integer(types[c]))
     checks = _ValueChecks(path, columns, drop_missing, integers)
     batches = _csv_batches(path, columns, block_bytes, on_error)
-    sha256, table = _write_converted(out, columns, batches, checks, "data rows count from 1 after the header", describe)
+    table = _write_converted(out, columns, batches, checks, "data rows count from 1 after the header", describe)
     log.info("converted %s to %s (%d rows, %d dropped)", path, out, table.rows, table.rows_dropped)
-    return table.model_copy(update={"sha256": sha256})
+    return table
 
 
 # ---------------------------------------------------------------------------
@@ -637,7 +651,7 @@ def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | No
     row_word = "data rows count from 1" + (" in each file" if kind == "folder" else "")
     dtypes = tuple(str(types[c]) for c in columns)
     table = TableDataset(
-        source=str(path), source_sha256=source_sha256, path=str(path), sha256=source_sha256, converted=False,
+        source=str(path), source_sha256=source_sha256, path=str(path), converted=False,
         target=target, features=tuple(features), feature_dtypes=dtypes[:-1], target_dtype=dtypes[-1],
         rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
     )
@@ -656,11 +670,10 @@ def _write_cleaned(path: Path, files: list[Path], columns: list[str], table: Tab
         return _reuse(out, meta, path)
     checks = _ValueChecks(path, columns, drop_missing=True)
     batches = _parquet_batches(files, columns, row_group_rows(len(columns) - 1))
-    sha256, written = _write_converted(
+    return _write_converted(
         out, columns, batches, checks, "data rows count from 1",
         lambda _: table.model_copy(update={"path": str(out), "converted": True}),
     )
-    return written.model_copy(update={"sha256": sha256})
 
 
 # ---------------------------------------------------------------------------
@@ -766,7 +779,8 @@ class TableSource:
         if self.n * (self.d + 1) * 8 > self.memory_budget:
             return None
         if not self._held:
-            tables = [pq.read_table(f, columns=self.table.columns) for f in _in_order(self._groups)]
+            with _read_errors(self.table.path):
+                tables = [_reader(f).read(columns=self.table.columns) for f in _in_order(self._groups)]
             self._held.append(self._xy(pa.concat_tables(tables)))
         return self._held[0]
 
@@ -778,17 +792,20 @@ class TableSource:
                 yield held[0][start : start + rows], held[1][start : start + rows]
             return
         for f in _in_order(self._groups):
-            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=rows, columns=self.table.columns):
-                if batch.num_rows:
-                    yield self._xy(batch)
+            with _read_errors(f):
+                batches = _reader(f).iter_batches(batch_size=rows, columns=self.table.columns)
+                for batch in batches:
+                    if batch.num_rows:
+                        yield self._xy(batch)
 
     def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (x, y) of each row group in `order` (indices into range(row_groups))."""
         readers: dict[Path, pq.ParquetFile] = {}
         for index in order:
             f, group = self._groups[int(index)]
-            reader = readers.setdefault(f, pq.ParquetFile(f, pre_buffer=False))
-            yield self._xy(reader.read_row_group(group, columns=self.table.columns))
+            with _read_errors(f):
+                group_table = readers.setdefault(f, _reader(f)).read_row_group(group, columns=self.table.columns)
+            yield self._xy(group_table)
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` rows (all, when there are fewer)."""
@@ -800,6 +817,21 @@ class TableSource:
             if count >= rows:
                 break
         return np.concatenate(xs), np.concatenate(ys)
+
+
+def _reader(path: Path) -> pq.ParquetFile:
+    # pre_buffer=False: otherwise pyarrow preloads the whole file. Page CRCs, where
+    # the file has them (conversions do), are checked as pages are read.
+    return pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
+
+
+@contextmanager
+def _read_errors(path: Path | str) -> Iterator[None]:
+    """Turn a failed parquet read (a damaged page, a bad checksum) into one TableError line."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(path, f"not a readable parquet file ({_one_line(exc)})") from None
 
 
 def _contiguous(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -818,7 +850,8 @@ def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, 
     Args:
         memory_budget: bytes of x and y that may be held in memory; more is streamed by row group.
         seed: the source's seed, for solvers that shuffle.
-        verify: check the parquet's sha256 (one read of the file); False trusts it.
+        verify: check that the data is what was ingested: a source read in place by its
+            sha256 (one read of it), a conversion by the table its footer records.
 
     Raises:
         TableError: the parquet is missing, unreadable, changed, or lacks a chosen column.
@@ -826,8 +859,12 @@ def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, 
     path = Path(table.path)
     if not path.exists():
         raise TableError(path, "no such file or folder: ingest the table again")
-    if verify and data_sha256(path) != table.sha256:
-        raise TableError(path, f"sha256 differs from the one ingested ({table.sha256[:12]}...): "
+    if verify and table.converted:
+        fields = {k: v for k, v in _recorded(path).items() if k != "format_version"}
+        if TableDataset(source=table.source, path=table.path, converted=True, **fields) != table:
+            raise TableError(path, "records another table than the one given: ingest the table again")
+    elif verify and data_sha256(path) != table.source_sha256:
+        raise TableError(path, f"sha256 differs from the one ingested ({table.source_sha256[:12]}...): "
                                "the file changed; ingest it again")
     source = TableSource(table=table, memory_budget=memory_budget, seed=seed)
     rows = sum(pq.ParquetFile(f).metadata.row_group(g).num_rows for f, g in source._groups)
