@@ -10,6 +10,16 @@ from linreg.solvers.base import FitResult
 MAX_POINTS = 2000
 MAX_PANELS = 4
 LOSS_CAP = 1e30
+# Predicted-against-actual panels: one per solver, four to a row; the registry has eight solvers.
+MAX_SOLVER_PANELS = 8
+GRID_COLUMNS = 4
+# Coefficients whose reference sizes span more than this factor share no readable linear axis
+# (Longley: Year's 1829 beside GNP's −0.036); each is then drawn relative to its reference.
+COEFFICIENT_SPREAD = 100.0
+# Tick labels longer than this (or more ticks than LABEL_TICKS) are rotated so they do not overlap.
+LABEL_CHARS = 6
+LABEL_TICKS = 8
+MARKERS = "s^vD<>pX*h"
 
 
 def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult]) -> Figure:
@@ -98,3 +108,170 @@ def plot_history(frame) -> Figure:
     if axes[0].lines:
         axes[0].legend(fontsize=7)
     return fig
+
+
+# --- d > 1: predicted against actual, residuals, coefficients --------------------------------------
+
+def plot_predicted_vs_actual(y: np.ndarray, predictions: dict[str, np.ndarray], target: str = "y") -> Figure:
+    """Each solver's predictions against the actual targets, one panel per solver, with y = x.
+
+    A solver whose predictions are not all finite (it diverged) gets a panel that says
+    "diverged" and shows no points. Past MAX_SOLVER_PANELS solvers, the first ones are
+    drawn and the figure's title says how many were left out.
+
+    Args:
+        y: (k,) actual targets of a sample of rows: the caller passes at most MAX_POINTS
+            (rows are what the figure shows, not what it summarises).
+        predictions: solver name -> (k,) its predictions on the same rows, in panel order.
+        target: the target column's name, for the axis labels.
+
+    Returns:
+        A figure with one axes per solver drawn (at most MAX_SOLVER_PANELS), GRID_COLUMNS to a row.
+
+    Raises:
+        ValueError: no solvers or no rows, or a solver's predictions do not match y's shape.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if not predictions or y.size == 0:
+        raise ValueError(f"predictions: need at least one solver and one row (got {len(predictions)} solvers, {y.size} rows)")
+    for name, predicted in predictions.items():
+        if np.shape(predicted) != y.shape:
+            raise ValueError(f"predictions[{name!r}]: shape {np.shape(predicted)}, y has {y.shape}")
+    shown = list(predictions.items())[:MAX_SOLVER_PANELS]
+    columns = min(len(shown), GRID_COLUMNS)
+    rows = -(-len(shown) // columns)
+    fig = Figure(figsize=(3.2 * columns, 3.0 * rows), dpi=80, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(shown):]:
+        ax.remove()  # the grid's last row may be short
+    for ax, (name, predicted) in zip(axes, shown):
+        predicted = np.asarray(predicted, dtype=np.float64)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"actual {target}")
+        ax.set_ylabel(f"predicted {target}")
+        if not np.isfinite(predicted).all():
+            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center", color="C3")
+            ax.set_xticks([])
+            ax.set_yticks([])  # an empty panel's default 0..1 ticks would read as data
+            continue
+        ax.plot(y, predicted, ".", markersize=3, alpha=0.6)
+        low, high = min(y.min(), predicted.min()), max(y.max(), predicted.max())
+        ax.plot([low, high], [low, high], "--", color="0.3", linewidth=1)
+    if len(predictions) > len(shown):
+        fig.suptitle(f"Predicted against actual: the first {len(shown)} of {len(predictions)} solvers")
+    return fig
+
+
+def plot_residuals(fitted: np.ndarray, residuals: np.ndarray, target: str = "y") -> Figure:
+    """The reference fit's residuals against its fitted values, with the zero line.
+
+    Structure around the zero line (a curve, a funnel) is what a linear model with constant
+    noise does not explain.
+
+    Args:
+        fitted: (k,) the reference's fitted values on a sample of rows (at most MAX_POINTS).
+        residuals: (k,) actual − fitted on the same rows.
+        target: the target column's name, for the axis label.
+
+    Returns:
+        A figure with one axes. Non-finite values are not drawn; when none is finite the
+        axes says so.
+
+    Raises:
+        ValueError: the two arrays differ in shape.
+    """
+    fitted, residuals = np.asarray(fitted, dtype=np.float64), np.asarray(residuals, dtype=np.float64)
+    if fitted.shape != residuals.shape:
+        raise ValueError(f"residuals: shape {residuals.shape}, fitted has {fitted.shape}")
+    fig = Figure(figsize=(6, 4), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    finite = np.isfinite(fitted) & np.isfinite(residuals)
+    if finite.any():
+        ax.plot(fitted[finite], residuals[finite], ".", markersize=3, alpha=0.6)
+    else:
+        ax.text(0.5, 0.5, "no finite fitted values", transform=ax.transAxes, ha="center", va="center", color="C3")
+    ax.axhline(0.0, color="0.3", linewidth=1)
+    ax.set_xlabel(f"fitted {target}")
+    ax.set_ylabel(f"residual ({target} − fitted)")
+    ax.set_title("Residuals of the reference fit")
+    return fig
+
+
+def plot_coefficients(
+    names: list[str],
+    coefficients: dict[str, np.ndarray],
+    reference: np.ndarray,
+    ci_low: np.ndarray,
+    ci_high: np.ndarray,
+) -> Figure:
+    """Each solver's coefficients beside the reference's, the reference with its confidence interval.
+
+    When the reference's coefficients differ in size by more than COEFFICIENT_SPREAD, every
+    column is divided by its reference's absolute value (the y label says so): the reference
+    then sits at ±1, and a solver's distance from it reads as a fraction of the coefficient.
+    A solver with a non-finite coefficient (it diverged) is not drawn; the title names it.
+
+    Args:
+        names: (d,) the feature columns' names, in coefficient order.
+        coefficients: solver name -> (d,) its coefficients, in legend order.
+        reference: (d,) the reference's coefficients.
+        ci_low: (d,) the lower bounds of the reference's 95% interval (NaN where undefined).
+        ci_high: (d,) the upper bounds.
+
+    Returns:
+        A figure with one axes: the reference as error bars, a marker series per finite
+        solver, the columns' names on the x axis, and a legend.
+
+    Raises:
+        ValueError: an array's length differs from the number of names.
+    """
+    d = len(names)
+    arrays = {"reference": reference, "ci_low": ci_low, "ci_high": ci_high}
+    arrays.update({f"coefficients[{name!r}]": values for name, values in coefficients.items()})
+    for label, values in arrays.items():
+        if np.shape(values) != (d,):
+            raise ValueError(f"{label}: shape {np.shape(values)}, expected ({d},) for {d} names")
+    reference = np.asarray(reference, dtype=np.float64)
+    scale, relative = _coefficient_scale(reference)
+    position = np.arange(d)
+    offsets = np.linspace(-0.3, 0.3, len(coefficients) + 1) if coefficients else np.zeros(1)
+
+    fig = Figure(figsize=(min(16.0, max(6.0, 0.7 * d + 3)), 4.5), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    ax.axhline(0.0, color="0.85", linewidth=1, zorder=0)
+    below = (reference - np.asarray(ci_low, dtype=np.float64)) / scale
+    above = (np.asarray(ci_high, dtype=np.float64) - reference) / scale
+    handles = [ax.errorbar(
+        position + offsets[0], reference / scale, yerr=np.vstack([below, above]),
+        fmt="o", color="black", capsize=3, label="reference (95% CI)",
+    )]
+    diverged = []
+    for k, (name, values) in enumerate(coefficients.items()):
+        values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            diverged.append(name)
+            continue
+        handles += ax.plot(position + offsets[k + 1], values / scale, MARKERS[k % len(MARKERS)], markersize=5, label=name)
+
+    rotate = d > LABEL_TICKS or max((len(name) for name in names), default=0) > LABEL_CHARS
+    ax.set_xticks(position, names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    ax.set_xlabel("column")
+    ax.set_ylabel("coefficient ÷ |reference|" if relative else "coefficient")
+    title = "Coefficients against the reference"
+    if diverged:
+        title += f" (diverged, not shown: {', '.join(diverged)})"
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, fontsize=7)  # the reference first (matplotlib lists error bars last)
+    return fig
+
+
+def _coefficient_scale(reference: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(d,) divisors for the coefficient plot, and whether they are the reference's sizes.
+
+    A reference coefficient of exactly 0 (or a non-finite one) keeps divisor 1.
+    """
+    size = np.abs(reference)
+    usable = np.isfinite(size) & (size > 0)
+    if not usable.any() or size[usable].max() <= COEFFICIENT_SPREAD * size[usable].min():
+        return np.ones_like(reference), False
+    return np.where(usable, size, 1.0), True
