@@ -133,7 +133,9 @@ def plot_predicted_vs_actual(y: np.ndarray, predictions: dict[str, np.ndarray], 
     """
     y = np.asarray(y, dtype=np.float64)
     if not predictions or y.size == 0:
-        raise ValueError(f"predictions: need at least one solver and one row (got {len(predictions)} solvers, {y.size} rows)")
+        raise ValueError(
+            f"predictions: need at least one solver and one row (got {len(predictions)} solvers, {y.size} rows)"
+        )
     for name, predicted in predictions.items():
         if np.shape(predicted) != y.shape:
             raise ValueError(f"predictions[{name!r}]: shape {np.shape(predicted)}, y has {y.shape}")
@@ -251,7 +253,8 @@ def plot_coefficients(
         if not np.isfinite(values).all():
             diverged.append(name)
             continue
-        handles += ax.plot(position + offsets[k + 1], values / scale, MARKERS[k % len(MARKERS)], markersize=5, label=name)
+        marker = MARKERS[k % len(MARKERS)]
+        handles += ax.plot(position + offsets[k + 1], values / scale, marker, markersize=5, label=name)
 
     rotate = d > LABEL_TICKS or max((len(name) for name in names), default=0) > LABEL_CHARS
     ax.set_xticks(position, names, rotation=30 if rotate else 0, ha="right" if rotate else "center")

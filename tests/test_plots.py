@@ -150,7 +150,8 @@ def test_coefficients_plot_reference_with_its_interval_and_each_solver():
 def test_coefficients_on_different_scales_are_drawn_relative_to_the_reference():
     reference = np.array([1829.0, -0.036, 15.0])  # Longley's sizes: no linear axis shows all three
     assert np.abs(reference).max() > COEFFICIENT_SPREAD * np.abs(reference).min()
-    fig = plot_coefficients(["Year", "GNP", "GNP_deflator"], {"s": reference * 1.1}, reference, reference - 1, reference + 1)
+    names = ["Year", "GNP", "GNP_deflator"]
+    fig = plot_coefficients(names, {"s": reference * 1.1}, reference, reference - 1, reference + 1)
     ax = fig.axes[0]
     assert ax.get_ylabel() == "coefficient ÷ |reference|"
     marker = ax.containers[0][0]
@@ -168,7 +169,8 @@ def test_long_column_names_are_rotated_short_ones_not():
 
 
 def test_a_diverged_solver_is_left_out_of_the_coefficients_and_named():
-    fig = plot_coefficients(NAMES, {"sgd_torch": np.array([np.nan, 1.0, 2.0]), "ok": REFERENCE}, REFERENCE, CI_LOW, CI_HIGH)
+    solvers = {"sgd_torch": np.array([np.nan, 1.0, 2.0]), "ok": REFERENCE}
+    fig = plot_coefficients(NAMES, solvers, REFERENCE, CI_LOW, CI_HIGH)
     ax = fig.axes[0]
     assert legend_labels(ax) == ["reference (95% CI)", "ok"]
     assert "diverged, not shown: sgd_torch" in ax.get_title()
