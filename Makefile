@@ -53,8 +53,11 @@ ui: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg ui
 
 # The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
+# Two pytest-xdist workers: the server-stack modules on one, the rest on the other (tests/conftest.py).
+# XDIST= runs it in one process.
+XDIST ?= -n 2 --dist loadgroup
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The development loop: library and CLI-refusal tests only (under 2 minutes).
 test-fast: $(STAMP)
