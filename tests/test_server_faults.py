@@ -38,7 +38,7 @@ RUN_TIMEOUT = 240
 # need a run to end after a fault use it; whether it was still training at the fault does not change
 # their verdict (it ends either way). The test whose verdict needs a run killed mid-run uses
 # ENDLESS_EPOCHS (days of training), so that no machine finishes it first.
-LONG_EPOCHS = 3000
+LONG_EPOCHS = 1000
 ENDLESS_EPOCHS = 100_000_000
 
 
