@@ -44,6 +44,8 @@ SECTIONS: dict[str, SectionInfo] = {
     "runners": SectionInfo("bench.runners", "threads vs processes vs a 2-worker Dask LocalCluster; "
                                             "the default run's training vs max(longest fit, sum / cores)"),
     "scale": SectionInfo("bench.scale", "time and peak RSS per solver for n = 1e6, 1e7, 1e8; streaming GB/s"),
+    "ingest": SectionInfo("bench.ingest", "a 1e7-row CSV through ingest_table vs pandas.read_csv(engine=pyarrow): "
+                                          "time (target <= 1.25x) and peak RSS (target <= 1 GiB)"),
     "history": SectionInfo("bench.history", "the run history of 1,000 run folders as one DataFrame (target < 2 s)"),
     "sweep": SectionInfo("bench.sweep", "`linreg sweep` of 8 solvers x 8 learning rates vs the same fits in a plain loop"),
     "load": SectionInfo("bench.load", "20 deployment runs at once on `make server` (2 workers), SQLite vs PostgreSQL"),
