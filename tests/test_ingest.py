@@ -399,6 +399,11 @@ def test_fewer_rows_after_dropping(tmp_path):
         f"{path}: 2 data rows left after dropping 1 with missing or infinite values, for 2 features: "
         "a fit needs at least 3 (features + 1)"
     )
+    one = write(tmp_path / "u.csv", "a,y\n1,2\n,3\n")
+    assert refused(one, drop_missing=True) == (
+        f"{one}: 1 data row left after dropping 1 with missing or infinite values, for 1 feature: "
+        "a fit needs at least 2 (features + 1)"
+    )
 
 
 def test_a_header_without_rows(tmp_path):

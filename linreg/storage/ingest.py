@@ -335,7 +335,8 @@ class _ValueChecks:
         dropped = self.rows_seen - self.rows_kept
         if self.rows_kept < d + 1:
             after = f" left after dropping {dropped} with missing or infinite values" if dropped else ""
-            raise TableError(self.path, f"{self.rows_kept} data rows{after}, for {d} feature{'s' if d > 1 else ''}: "
+            rows = f"{self.rows_kept} data row{'s' if self.rows_kept != 1 else ''}"
+            raise TableError(self.path, f"{rows}{after}, for {d} feature{'s' if d != 1 else ''}: "
                                         f"a fit needs at least {d + 1} (features + 1)")
         constant = [j for j in range(d) if self.low[j] == self.high[j]]
         if constant:
