@@ -300,6 +300,14 @@ def test_a_text_column(tmp_path):
     )
 
 
+def test_a_text_target(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,y\n1,2,low\n2,3,high\n3,5,low\n")
+    assert refused(path) == (
+        f"{path}: the target 'y' is not numeric (string: 'low' at data row 1); "
+        "choose a numeric column with --target (numeric columns: a, b)"
+    )
+
+
 def test_a_text_value_after_the_first_block_leaves_no_partial_parquet(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 20 * 4 * 8)  # row groups were written before the bad row
     path = rows_csv(tmp_path / "t.csv", 300, tail="0.5,0.25,n/a?,1.0\n")
@@ -363,6 +371,14 @@ def test_missing_values_in_parquet_name_the_file_of_a_folder(tmp_path):
     )
 
 
+def test_folder_files_with_other_columns(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": [1.0, 2.0]}), folder / "p0.parquet")
+    pq.write_table(pa.table({"a": [1.0, 3.0], "b": [1.0, 2.0], "y": [1.0, 2.0]}), folder / "p1.parquet")
+    assert refused(folder) == f"{folder / 'p1.parquet'}: columns a, b, y differ from p0.parquet's: a, y"
+
+
 def test_duplicate_column_names(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,a,y\n1,2,3,4\n2,3,4,5\n3,5,1,0\n")
     assert refused(path) == (
@@ -381,6 +397,11 @@ def test_the_target_among_the_features(tmp_path):
 def test_a_feature_listed_twice(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
     assert refused(path, "y", ["a", "b", "a"]) == f"{path}: features list 'a' more than once"
+
+
+def test_an_empty_feature_list(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
+    assert refused(path, "y", []) == f"{path}: features is empty; name at least one of: a, b, y"
 
 
 def test_no_feature_left(tmp_path):

@@ -196,6 +196,8 @@ def choose_columns(path: Path, names: list[str], target: str, features: list[str
         features = [c for c in names if c != target]
     else:
         features = list(features)
+        if not features:
+            raise TableError(path, f"features is empty; name at least one of: {available}")
         unknown = [c for c in features if c not in names]
         if unknown:
             listed = ", ".join(repr(c) for c in unknown)
@@ -225,6 +227,10 @@ def _is_numeric(dtype: pa.DataType) -> bool:
 def _non_numeric_error(path: Path, column: str, dtype: str, names: list[str], target: str,
                        types: dict[str, pa.DataType], where: str = "") -> TableError:
     numeric = [c for c in names if c not in (target, column) and _is_numeric(types.get(c, pa.float64()))]
+    if column == target:
+        hint = f" (numeric columns: {', '.join(numeric)})" if numeric else ""
+        return TableError(path, f"the target {column!r} is not numeric ({dtype}{where}); "
+                                f"choose a numeric column with --target{hint}")
     hint = f" (e.g. --features {','.join(numeric)})" if numeric else ""
     return TableError(path, f"column {column!r} is not numeric ({dtype}{where}); "
                             f"choose numeric columns with --features{hint}")
