@@ -35,7 +35,7 @@ from bench.harness import BenchConfig, Row
 D = 10
 TIME_RATIO = 1.25  # ours may take at most this multiple of pandas' time
 RSS_LIMIT = 1 << 30
-CHILD_TIMEOUT_S = 600
+CHILD_TIMEOUT_S = {False: 600, True: 120}  # by quick: under the smoke test's own timeout
 GENERATE_ROWS = 1 << 18  # rows per generated chunk: about 60 MB of CSV text
 COLUMNS = [*(f"x{j}" for j in range(D)), "y"]
 SAMPLE_ROWS = 5  # first and last rows each child reports, to compare the two reads
@@ -99,7 +99,7 @@ def child_main(contender: str, csv: Path, root: Path, out: Path) -> None:
     out.write_text(json.dumps({"seconds": seconds, "peak_rss_bytes": peak, "rows": n, "ends": values.tolist()}))
 
 
-def run_child(contender: str, csv: Path, root: Path, scratch: Path) -> dict:
+def run_child(contender: str, csv: Path, root: Path, scratch: Path, timeout: float) -> dict:
     """One contender in a fresh interpreter and session, output to files; its report."""
     out, log = scratch / f"{contender}.json", scratch / f"{contender}.log"
     out.unlink(missing_ok=True)
@@ -110,7 +110,7 @@ def run_child(contender: str, csv: Path, root: Path, scratch: Path) -> dict:
             cwd=Path(__file__).resolve().parents[1],
         )
         try:
-            code = child.wait(timeout=CHILD_TIMEOUT_S)
+            code = child.wait(timeout=timeout)
         finally:
             if child.poll() is None:  # timed out, or this process was interrupted: stop its whole group
                 os.killpg(child.pid, signal.SIGKILL)
@@ -120,19 +120,25 @@ def run_child(contender: str, csv: Path, root: Path, scratch: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # so that the finally clauses stop the child and delete the 2 GB file
+
+
 def run(config: BenchConfig) -> list[Row]:
-    n = rows(config)
+    n, timeout = rows(config), CHILD_TIMEOUT_S[config.quick]
     scratch = Path(tempfile.mkdtemp(prefix="linreg-bench-ingest-"))
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         csv = scratch / "table.csv"
         csv_bytes = write_csv(csv, n, config.seed)
         reports: dict[str, list[dict]] = {"ours": [], "pandas": []}
         for rep in range(config.reps):  # taking turns, so that a noisy machine slows both alike
             root = scratch / f"root-{rep}"  # a fresh data root: every rep converts, none reuses
-            reports["ours"].append(run_child("ours", csv, root, scratch))
+            reports["ours"].append(run_child("ours", csv, root, scratch, timeout))
             shutil.rmtree(root)
-            reports["pandas"].append(run_child("pandas", csv, root, scratch))
+            reports["pandas"].append(run_child("pandas", csv, root, scratch, timeout))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(scratch, ignore_errors=True)
     return [summary_row(reports, n, csv_bytes, config)]
 
