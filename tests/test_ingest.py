@@ -8,10 +8,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
+from strd import load as load_strd
 from strd import read as read_strd
 
-from linreg.storage import DatasetError, TableDataset, TableError, TableSource, ingest_table, open_table, sha256_file
+from linreg.storage import (
+    DEFAULT_MEMORY_BUDGET, DatasetError, TableDataset, TableError, TableSource, ingest_table, open_table, sha256_file,
+)
 from linreg.storage import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -508,3 +511,19 @@ def test_a_conversion_recording_another_table_is_refused(tmp_path):
     Path(other.path).replace(table.path)
     with pytest.raises(TableError, match=r"\.parquet: records another table than the one given: ingest the table again"):
         open_table(table)
+
+
+@pytest.mark.parametrize("budget", [DEFAULT_MEMORY_BUDGET, 100], ids=["in memory", "streamed"])
+def test_the_closed_form_reads_the_example_to_nists_certified_values(tmp_path, budget):
+    # The reader is a DataSource: the reference fit takes it as it takes generated data.
+    from linreg.solvers import SOLVERS
+
+    source = open_table(ingest_table(LONGLEY, "employed", data_root=tmp_path), memory_budget=budget)
+    assert (source.arrays() is None) == (budget == 100)
+    info = SOLVERS["closed_form"]
+    fit = info.fit(source, info.defaults)
+    nist = load_strd("Longley")
+    assert fit.status == "ok"
+    # 7 of the >= 9 digits the reference promises on StRD (docs/accuracy.md): room for any BLAS.
+    assert_allclose(fit.coef, nist.coef, rtol=1e-7)
+    assert_allclose(fit.intercept, nist.intercept_value, rtol=1e-7)
