@@ -35,7 +35,7 @@ def run(*args: str, env: dict | None = None, timeout: int = 540) -> subprocess.C
                       cwd=ROOT, env={**base, **(env or {})})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: it takes minutes, and must run once whatever the order
 def quick_bench(tmp_path_factory):
     """latest.json and latest.md of `python -m bench --quick`, every section."""
     out = tmp_path_factory.mktemp("bench")
