@@ -55,7 +55,7 @@ ui: $(STAMP) $(MIGRATED)
 # The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
 # Two pytest-xdist workers: the server-stack modules on one, the rest on the other (tests/conftest.py).
 # XDIST= runs it in one process.
-XDIST ?= -n 2 --dist loadgroup
+XDIST ?= -n 2
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 

@@ -85,16 +85,22 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on two pytest-xdist workers (-n 2 --dist loadgroup), in two fixed groups:
-# the modules of the server stacks, which mostly wait (for heartbeats, workers' polls, a
-# missed heartbeat to count as a crash), on one worker; everything else, in its usual
-# order, on the other. The same tests meet in the same process every time.
+# `make test` runs on two pytest-xdist workers (-n 2), in two fixed groups: the modules of the
+# server stacks, which mostly wait (for heartbeats, workers' polls, a missed heartbeat to count
+# as a crash), on one worker; everything else, in its usual order, on the other. The same tests
+# meet in the same process every time. (xdist's own --dist loadgroup cannot be used: its group
+# suffix no longer reaches pytest 9's node ids.)
 SERVER_STACK_MODULES = {"test_server_load.py", "test_server_faults.py"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadgroup":
-        for item in items:
-            group = "server-stacks" if item.path.name in SERVER_STACK_MODULES else "the-rest"
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoGroups(LoadScopeScheduling):
+        """Whole groups to a worker each, in collection order (xdist's scheduling by scope)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            return "server-stacks" if module in SERVER_STACK_MODULES else "the-rest"
+
+    return TwoGroups(config, log)
