@@ -142,21 +142,29 @@ standard errors, residual SD and R² ≥ 7.
 
 How it works (`linreg/least_squares.py`): the moments are summed in one pass (on
 CUDA in float64 when the fit runs there). When the correlation matrix's condition
-number is at most 1e6 and the RSS does not cancel more than 6 digits, the normal
-equations are solved from them (the fast path, ~10+ digits). Otherwise one more
-pass reduces the centred, scaled [1, x, y] by a Householder QR in extended
-precision (x86 long double, 64-bit mantissa) per block of 65,536 rows, the
-blocks' R factors merged in a binary tree (TSQR), and a twin of the data
-perturbed at float64 rounding measures the digits the data determine. That pass
-runs on the CPU even when the moments were summed on CUDA (CUDA has no type wider
-than float64); the device column shows that the digits are the same.
+number is at most 1e6, the normal equations are solved from them (the fast path,
+~10+ digits); when only the RSS would cancel (a near-exact fit), it is summed from
+the residuals in one more pass. Otherwise one more pass reduces the centred,
+scaled [1, x, y] by a Householder QR in extended precision (x86 long double,
+64-bit mantissa) per block of rows, the blocks' R factors merged in a binary tree
+(TSQR), while a twin of the data, every value moved at random within float64's
+rounding, is reduced beside it: the two solutions' difference measures the digits
+the data determine. That pass runs on the CPU even when the moments were summed on
+CUDA (CUDA has no type wider than float64); the device column shows that the
+digits are the same. Where long double is no wider than float64 (Windows, macOS
+on ARM), or the design is wider than 64 columns, the QR runs in float64 and
+counts its own rounding at its worst.
 
-"promised digits" is what the fit reports (`expected_digits`): the fewer of the
-perturbation's measurement and the first-order bound u·κ. Below 9 the fit carries
-a warning naming the condition number; it is never more than the digits
-delivered. A numerically rank-deficient design (a singular value below 1e-13 of
-the largest, columns scaled) ends `rank_deficient`, with the minimum-norm
-solution in standardised units and the columns involved named.
+"promised digits" is what the fit reports (`expected_digits`): on the QR path the
+fewest of the twin's measurement and the first-order bound u·κ (the centred
+design's κ for the slopes, the uncentred one's for the intercept); on the fast
+path u·κ of the correlation matrix, and for the intercept that error amplified
+by the means. It is an estimate: tests/test_strd.py checks that on every dataset,
+with and without extended precision, it never exceeds the digits delivered by
+more than half a digit. Below 9 the fit carries a warning naming the condition
+number. A numerically rank-deficient design (a singular value below 1e-13 of the
+largest, columns scaled) ends `rank_deficient`, with the minimum-norm solution in
+standardised units and the columns involved named.
 
 """
 

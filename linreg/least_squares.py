@@ -4,10 +4,12 @@ Two paths, chosen per dataset from the moments (`linreg.moments.Moments`), which
 every fit gathers anyway:
 
 - **normal equations** (the fast path): read off the moments, no further pass.
-  Taken only when they keep at least `SAFE_DIGITS` digits: the correlation
-  matrix's condition number is at most `MAX_CONDITION` (the normal equations
-  square the design's), and the residual sum of squares does not cancel more
-  than `MAX_RSS_CANCELLATION` against the total.
+  Taken only when the correlation matrix's condition number is at most
+  `MAX_CONDITION` (the normal equations square the design's) and the digits they
+  keep, estimated from that condition number, the moments' own rounding and the
+  means' amplification of the intercept's error, are at least `WARN_DIGITS`. When
+  only the residual sum of squares would cancel (a near-exact fit), it is summed
+  from the residuals in one more pass.
 - **QR** (the stable path): one more pass over the data, in row blocks, each
   centred by the moments' means and scaled by their spreads, reduced by a
   Householder QR in extended precision (`np.longdouble`, 64-bit mantissa on
@@ -22,7 +24,8 @@ determine (`expected_digits`), and a warning when they are fewer than
 `WARN_DIGITS`. On the QR path those digits are measured, not bounded: the same
 pass reduces a twin of the data with every x and y value perturbed at float64's
 rounding (relative 2⁻⁵³, seeded), and the two solutions' difference is what the
-data's own rounding does to the coefficients; the first-order bound u·κ caps it.
+data's own rounding does to the coefficients; a first-order bound per coefficient
+(u·‖R⁻¹ row‖·‖R‖·‖θ‖ / |θ_j|, the intercept with the uncentred design's κ) caps it.
 (The textbook worst case u·κ(1 + κ tan θ) promises 0 digits on NIST's Filip,
 where 7.6 are right; this estimate promises 6.) A design that is numerically rank-deficient for float64 is said
 to be so: it gets the minimum-norm solution in standardised units, named as such,
@@ -40,11 +43,18 @@ from linreg.moments import Moments
 EXTENDED = np.longdouble
 # Where long double is no wider than float64 (Windows, macOS on ARM), QR runs in float64 and says so.
 HAS_EXTENDED = np.finfo(EXTENDED).eps < np.finfo(np.float64).eps
-# Extended QR is elementwise NumPy (no BLAS): O(n·p²) at ~2e6 row-columns² per second. Wider designs
+# Extended QR is elementwise NumPy (no BLAS): O(n·p²), ~3e7 row·columns² per second here. Wider designs
 # use LAPACK's float64 QR per block, still free of the normal equations' squared condition number.
 MAX_EXTENDED_COLUMNS = 64
-# Rows per QR block: 1 MiB of long doubles per column keeps the reflections in cache.
+# Rows per QR block: 1 MiB of long doubles per column keeps the reflections in cache; a wide
+# design gets fewer rows, so that a block's temporaries stay near 32 MiB whatever its width.
 QR_BLOCK_ROWS = 1 << 16
+QR_BLOCK_VALUES = 1 << 21
+
+
+def qr_block_rows(columns: int) -> int:
+    """Rows per QR block for a design of `columns` columns (never fewer than the columns)."""
+    return max(columns, min(QR_BLOCK_ROWS, QR_BLOCK_VALUES // columns))
 # Unit roundoff of float64 input: every value of the data is known to this relative precision.
 DATA_ROUNDOFF = np.finfo(np.float64).eps / 2
 # The normal equations lose about log10(cond(correlation)) digits: 1e6 leaves ~10 of float64's 16.
@@ -79,6 +89,7 @@ class LeastSquares:
         rank_deficient: the standardised design has a singular value below RANK_RCOND of the largest.
         warning: what was lost, when anything was: digits, rank, the columns involved.
         dropped: the columns involved in a rank deficiency ("intercept" or a feature name).
+        rank: the numerical rank of the design (None: full, p).
     """
 
     coef: np.ndarray
@@ -96,11 +107,13 @@ class LeastSquares:
     rank_deficient: bool = False
     warning: str | None = None
     dropped: tuple[str, ...] = field(default_factory=tuple)
+    rank: int | None = None
 
     @property
     def dof(self) -> int:
-        """Residual degrees of freedom, n − p."""
-        return self.n - len(self.coef) - int(self.fit_intercept)
+        """Residual degrees of freedom, n − rank (the rank is p unless the design is rank-deficient)."""
+        rank = self.rank if self.rank is not None else len(self.coef) + int(self.fit_intercept)
+        return self.n - rank
 
     @property
     def residual_sd(self) -> float:
@@ -135,19 +148,61 @@ def solve_least_squares(
         progress: called with the rows of each block the QR pass reduces.
     """
     names = names or feature_names(moments.d)
-    fast = normal_equations(moments, fit_intercept)
+    check_finite_moments(moments)
+    fast = normal_equations(moments, fit_intercept, rss_pass=lambda coef, b: residual_sum_of_squares(chunks(), coef, b),
+                            min_digits=WARN_DIGITS)
     if fast is not None:
         return fast
     return qr_least_squares(moments, chunks(), fit_intercept, names, progress)
 
 
+class NonFiniteData(ArithmeticError):
+    """The data hold a non-finite value, or their sums of squares overflow float64."""
+
+
+def check_finite_moments(moments: Moments) -> None:
+    """Refuse moments that are not all finite, naming the likely cause.
+
+    Raises:
+        NonFiniteData: a NaN or infinite value in x or y, or sums beyond float64's range (|values| ≳ 1e154).
+    """
+    parts = (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y, moments.syy)
+    if not all(np.isfinite(part).all() for part in parts):
+        raise NonFiniteData(
+            "the data hold a NaN or infinite value, or their squares overflow float64 (values beyond ~1e154): "
+            "check the data, or rescale them"
+        )
+
+
+def residual_sum_of_squares(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], coef: np.ndarray, intercept: float
+) -> float:
+    """Σ (y − b − x·w)² in one pass over the data: no cancellation, unlike syy − wᵀsxy."""
+    total = 0.0
+    for x, y in chunks:
+        residual = y - x @ coef
+        residual -= intercept
+        total += float(residual @ residual)
+    return total
+
+
 # --- The fast path -----------------------------------------------------------------------------
 
-def normal_equations(moments: Moments, fit_intercept: bool) -> LeastSquares | None:
-    """The fit from the moments alone, or None when that would keep fewer than ~10 digits."""
+def normal_equations(
+    moments: Moments, fit_intercept: bool, rss_pass: Callable[[np.ndarray, float], float] | None = None,
+    min_digits: float | None = None,
+) -> LeastSquares | None:
+    """The fit from the moments alone, or None when that would keep fewer than ~10 digits.
+
+    Args:
+        rss_pass: (coef, intercept) -> the RSS from one pass over the data, used when
+            syy − wᵀsxy would cancel (a near-exact fit, noise 0); without it such data take the QR.
+        min_digits: None when the estimated digits fall below it (many rows of data far
+            from the origin, say): the QR then does better.
+    """
     n, d = moments.n, moments.d
     p = d + int(fit_intercept)
-    finite = all(np.isfinite(a).all() for a in (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y))
+    finite = all(np.isfinite(a).all() for a in (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y, moments.syy))
     if n <= p or not finite:
         return None
     if fit_intercept:
@@ -159,32 +214,43 @@ def normal_equations(moments: Moments, fit_intercept: bool) -> LeastSquares | No
     scale = np.sqrt(np.diag(gram))
     if not np.all(scale > 0):
         return None
-    correlation = gram / np.outer(scale, scale)
-    if not np.linalg.cond(correlation) <= MAX_CONDITION:
+    correlation = (gram / scale[:, None]) / scale[None, :]  # two steps: tiny scales must not overflow
+    correlation_condition = np.linalg.cond(correlation)
+    if not correlation_condition <= MAX_CONDITION:
         return None
     coef = np.linalg.solve(correlation, cross / scale) / scale
+    intercept = float(moments.mean_y - moments.mean_x @ coef) if fit_intercept else 0.0
+    rounding = DATA_ROUNDOFF * moment_rounding(moments, gram, total)
+    relative = rounding * correlation_condition  # normwise, for the intercept's amplification below
+    digits = digits_of(componentwise(rounding, np.linalg.inv(correlation), np.linalg.norm(correlation, 2), coef * scale))
+    if fit_intercept:  # b = ȳ − x̄·w: the slopes' error, and ȳ's, amplified by the means
+        digits = min(digits, digits_of(intercept_error(relative, moments.mean_x, coef, moments.mean_y, intercept)))
+    if min_digits is not None and digits < min_digits:
+        return None
     rss = total - coef @ cross
     if not (total > 0 and total <= MAX_RSS_CANCELLATION * rss):
-        return None  # the RSS would cancel: the QR gives it directly
-    inverse = np.linalg.inv(correlation) / np.outer(scale, scale)
+        if rss_pass is None:
+            return None  # the RSS would cancel: the QR gives it directly
+        rss = rss_pass(coef, intercept)
+    # Variances in correlation units, divided by the scales only inside the square root's
+    # result: features of 1e-160 have standard errors of 1e160, whose squares overflow.
+    inverse = np.linalg.inv(correlation)
+    sigma2 = rss / (n - p)
+    coef_se = np.sqrt(sigma2 * np.diag(inverse)) / scale
     if fit_intercept:
-        intercept = float(moments.mean_y - moments.mean_x @ coef)
         r_centred = np.linalg.cholesky(moments.sxx).T
         r = np.block([[np.sqrt(n) * np.ones((1, 1)), np.zeros((1, d))], [np.zeros((d, 1)), r_centred]])
-        variance = np.concatenate([[1 / n + moments.mean_x @ inverse @ moments.mean_x], np.diag(inverse)])
+        standardised_mean = moments.mean_x / scale
+        intercept_se = float(np.sqrt(sigma2 * (1 / n + standardised_mean @ inverse @ standardised_mean)))
         shift = moments.mean_x
     else:
-        intercept = 0.0
         r = np.linalg.cholesky(gram).T
-        variance = np.diag(inverse)
+        intercept_se = math.nan
         shift = np.zeros(d)
     with_intercept, centred = condition_numbers(r, shift, np.ones(d), fit_intercept)
-    sigma2 = rss / (n - p)
-    se = np.sqrt(sigma2 * variance)
-    digits = normal_equations_digits(np.linalg.cond(correlation))
     return LeastSquares(
         coef=coef, intercept=intercept, fit_intercept=fit_intercept, n=n, rss=float(rss), tss=float(total),
-        intercept_se=float(se[0]) if fit_intercept else math.nan, coef_se=se[int(fit_intercept):],
+        intercept_se=intercept_se, coef_se=coef_se,
         condition_number=with_intercept, condition_number_centred=centred if fit_intercept else None,
         expected_digits=digits, method="normal equations",
     )
@@ -233,22 +299,62 @@ def digits_of(relative_error: float) -> float:
     return float(min(15.0, max(0.0, -math.log10(relative_error)))) if relative_error > 0 else 15.0
 
 
-def normal_equations_digits(correlation_condition: float) -> float:
-    """Digits the normal equations keep: they lose about log10 of the correlation matrix's
-    condition number (the design's, squared); the data's own rounding costs less on this path."""
-    return digits_of(DATA_ROUNDOFF * correlation_condition)
+def componentwise(rounding: float, inverse: np.ndarray, norm: float, theta: np.ndarray) -> float:
+    """The largest relative error of one coefficient of M θ = c when M and c are off by `rounding`
+    relatively: |δθ_j| ≲ rounding·‖M⁻¹ row j‖·‖M‖·‖θ‖, relative to |θ_j| (floored at 1e-8 of ‖θ‖).
 
-
-def perturbation_digits(theta: np.ndarray, twin: np.ndarray) -> float:
-    """Correct digits per coefficient, the fewest, from a solution and its perturbed twin's.
-
-    Each coefficient's change is taken relative to its own size, floored at 1e-8 of the
-    largest (in standardised units), so that a coefficient near 0 does not read as 0 digits.
+    Tighter than κ·‖θ‖/|θ_j|, which counts every coefficient's error as the worst direction's.
     """
-    theta, twin = np.asarray(theta, dtype=np.float64), np.asarray(twin, dtype=np.float64)
-    size = np.maximum(np.abs(theta), 1e-8 * np.max(np.abs(theta), initial=0.0))
+    theta = np.asarray(theta, dtype=np.float64)
+    theta_norm = float(np.linalg.norm(theta))
+    rows = np.linalg.norm(np.asarray(inverse, dtype=np.float64), axis=1)
+    size = np.maximum(np.abs(theta), 1e-8 * theta_norm)
     with np.errstate(divide="ignore", invalid="ignore"):
-        worst = float(np.max(np.abs(twin - theta) / size, initial=0.0))
+        errors = np.where(size > 0, rounding * rows * norm * theta_norm / size, 0.0)
+    return float(np.max(errors, initial=0.0))
+
+
+def moment_rounding(moments: Moments, gram: np.ndarray, total: float) -> float:
+    """How many times u the moments may be off: sums over a BLAS block of rows (√rows, as
+    rounding errors add at random), times what centring raw sums cancelled (when every column's
+    was at most MAX_CANCELLATION; when one's was more, the two-pass sums were taken for all)."""
+    from linreg.moments import MAX_CANCELLATION, block_rows  # the pass that made them
+
+    n = moments.n
+    squares = np.append(np.diag(gram), total)
+    means = np.append(moments.mean_x, moments.mean_y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cancel = np.where(squares > 0, 1 + n * means**2 / squares, 1.0)
+    worst = float(np.max(cancel)) if np.all(cancel <= MAX_CANCELLATION) else 1.0
+    return max(1.0, math.sqrt(min(n, block_rows(moments.d))) * worst)
+
+
+def intercept_error(relative: float, mean_x: np.ndarray, coef: np.ndarray, mean_y: float, intercept: float) -> float:
+    """Relative error of b = ȳ − x̄·w when w carries a relative error `relative`: the means amplify it.
+
+    Taken relative to |b|, floored at 1e-8 of the terms that make it, so that an intercept
+    that is 0 up to rounding does not read as 0 digits.
+    """
+    terms = float(np.abs(mean_x) @ np.abs(coef))
+    size = max(abs(intercept), 1e-8 * (terms + abs(mean_y)))
+    if size == 0:
+        return 0.0
+    return (relative * terms + DATA_ROUNDOFF * abs(mean_y)) / size
+
+
+def perturbation_digits(estimate: np.ndarray, twin: np.ndarray) -> float:
+    """Correct digits per parameter, the fewest, from a solution and its perturbed twin's.
+
+    Each parameter's change is taken relative to its own size, floored at 1e-8 of the
+    largest, so that one near 0 does not read as 0 digits; a parameter that is 0 in both
+    (a constant y) is exact.
+    """
+    estimate, twin = np.asarray(estimate, dtype=np.float64), np.asarray(twin, dtype=np.float64)
+    size = np.maximum(np.abs(estimate), 1e-8 * np.max(np.abs(estimate), initial=0.0))
+    change = np.abs(twin - estimate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(change == 0, 0.0, change / size)
+    worst = float(np.max(relative, initial=0.0))
     return digits_of(worst if np.isfinite(worst) else math.inf)
 
 
@@ -332,13 +438,14 @@ PERTURBATION_SEED = 20261204
 def rounding_twin(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """values with each entry moved by a random relative amount in ±DATA_ROUNDOFF: what rounding
     the data to float64 could have done to them."""
-    return values * (1 + DATA_ROUNDOFF * rng.uniform(-1.0, 1.0, size=values.shape))
+    # In the values' own (extended) precision: 1 + 1e-16·u in float64 would round to 1 or 1 − 2⁻⁵³.
+    return values + values * (DATA_ROUNDOFF * rng.uniform(-1.0, 1.0, size=values.shape)).astype(values.dtype)
 
 
-def _blocks(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _blocks(chunks: Iterable[tuple[np.ndarray, np.ndarray]], rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for x, y in chunks:
-        for start in range(0, len(y), QR_BLOCK_ROWS):
-            yield x[start : start + QR_BLOCK_ROWS], y[start : start + QR_BLOCK_ROWS]
+        for start in range(0, len(y), rows):
+            yield x[start : start + rows], y[start : start + rows]
 
 
 def qr_least_squares(
@@ -366,7 +473,7 @@ def qr_least_squares(
     factor, twin = RFactor(p + 1), RFactor(p + 1)
     rng = np.random.default_rng(PERTURBATION_SEED)
     shift_x_e, scale_x_e = shift_x.astype(factor.dtype), scale_x.astype(factor.dtype)
-    for x, y in _blocks(chunks):
+    for x, y in _blocks(chunks, qr_block_rows(p + 1)):
         columns = np.empty((len(y), d + 1), dtype=factor.dtype)
         columns[:, :d], columns[:, d] = x, y
         for target, values in ((factor, columns), (twin, rounding_twin(columns, rng))):
@@ -378,7 +485,8 @@ def qr_least_squares(
             target.add(block)
         if progress:
             progress(len(y))
-    r_design, qty, residual = factor.r[:p, :p], factor.r[:p, p], abs(factor.r[p, p])
+    r_full = factor.r  # merged once: each read of `.r` merges the tree's levels
+    r_design, qty, residual = r_full[:p, :p], r_full[:p, p], abs(r_full[p, p])
     with_intercept, centred = condition_numbers(r_design, shift_x, scale_x, fit_intercept)
     # tss in standardised units: centred it is 1 by construction; uncentred likewise.
     tss_scaled = float(qty @ qty + residual**2)
@@ -386,17 +494,30 @@ def qr_least_squares(
     inverse, cov, kept = _solve_r(r_design)
     rss_scaled = float(residual**2) + (float(np.sum(_dropped_residual(r_design, qty, kept) ** 2)) if kept < p else 0.0)
     theta = inverse @ qty if kept == p else _min_norm(r_design, qty)
+    coef, intercept = _original_units(theta, shift_x, shift_y, scale_x, scale_y, fit_intercept)
     digits = 0.0
     if kept == p:
-        twin_inverse = _triangular_inverse(twin.r[:p, :p])
-        # The first-order term u·κ is reached by perturbations along the worst direction; random
-        # ones average over the rows. The fewer of the two digits is what is promised.
+        twin_r = twin.r
+        twin_theta = _triangular_inverse(twin_r[:p, :p]) @ twin_r[:p, p]
+        # The first-order bound u·κ is reached by perturbations along the worst direction; random
+        # ones average over the rows: the fewer digits of the two is what is promised. Without
+        # extended precision the QR's own rounding counts too, at its worst case.
+        # The slopes answer to the centred design's κ; the intercept, a coefficient of [1, x] as
+        # given, to the uncentred one's (data far from the origin amplify its error).
+        tan_theta = float(residual) / max(math.sqrt(max(float(qty @ qty), 0.0)), np.finfo(float).tiny)
+        slopes = slice(int(fit_intercept), p)
         kappa = centred if fit_intercept else with_intercept
-        digits = min(perturbation_digits(theta, twin_inverse @ twin.r[:p, p]), digits_of(DATA_ROUNDOFF * kappa))
-    coef = scale_y * np.asarray(theta[int(fit_intercept):], dtype=np.float64) / scale_x
-    intercept = 0.0
-    if fit_intercept:
-        intercept = float(shift_y + scale_y * float(theta[0]) - shift_x @ coef)
+        # R θ = Qᵀy: each slope's error from R⁻¹'s row, in the centred design's block
+        r_slopes = np.asarray(r_design, dtype=np.float64)[slopes, slopes]
+        growth = _bound(kappa, tan_theta, p, factor) / (DATA_ROUNDOFF * kappa)  # 1, or the float64 QR's worst case
+        bound = componentwise(DATA_ROUNDOFF * growth, np.asarray(inverse, dtype=np.float64)[slopes, slopes],
+                              np.linalg.norm(r_slopes, 2), np.asarray(theta[slopes], dtype=np.float64))
+        digits = min(perturbation_digits(theta[slopes], twin_theta[slopes]), digits_of(bound))
+        if fit_intercept:
+            twin_b = _original_units(twin_theta, shift_x, shift_y, scale_x, scale_y, True)[1]
+            size = max(abs(intercept), 1e-8 * (float(np.abs(shift_x) @ np.abs(coef)) + abs(shift_y)))
+            measured = abs(twin_b - intercept) / size if size > 0 else 0.0
+            digits = min(digits, digits_of(measured), digits_of(_bound(with_intercept, tan_theta, p, factor)))
 
     dof = n - p
     sigma2 = rss_scaled / dof if dof > 0 else math.nan
@@ -415,9 +536,25 @@ def qr_least_squares(
         rss=rss_scaled * scale_y**2, tss=tss_scaled * scale_y**2,
         intercept_se=intercept_se, coef_se=coef_se,
         condition_number=with_intercept, condition_number_centred=centred if fit_intercept else None,
-        expected_digits=digits, method=factor.method,
+        expected_digits=digits, method=factor.method, rank=kept,
         rank_deficient=rank_deficient, warning=warning, dropped=dropped,
     )
+
+
+def _bound(kappa: float, tan_theta: float, p: int, factor: "RFactor") -> float:
+    """First-order relative error: u·κ from the data's rounding; without extended precision also
+    the float64 QR's own rounding at its worst, (p + 1)·u·κ(1 + κ tan θ)."""
+    bound = DATA_ROUNDOFF * kappa
+    if not factor.extended:
+        bound = max(bound, (p + 1) * DATA_ROUNDOFF * kappa * (1 + kappa * tan_theta))
+    return bound
+
+
+def _original_units(theta, shift_x, shift_y, scale_x, scale_y, fit_intercept: bool) -> tuple[np.ndarray, float]:
+    """(coef, intercept) in the data's units from θ of the standardised design [1, (x − shift)/scale]."""
+    coef = scale_y * np.asarray(theta[int(fit_intercept):], dtype=np.float64) / scale_x
+    intercept = float(shift_y + scale_y * float(theta[0]) - shift_x @ coef) if fit_intercept else 0.0
+    return coef, intercept
 
 
 def _solve_r(r: np.ndarray):
@@ -441,13 +578,14 @@ def _safe_norms(r: np.ndarray) -> np.ndarray:
 
 
 def _triangular_inverse(r: np.ndarray) -> np.ndarray:
-    """R⁻¹ of an upper-triangular R by back substitution, in R's precision (LAPACK has no long double)."""
+    """R⁻¹ of an upper-triangular R by back substitution, a row at a time, in R's precision
+    (LAPACK has no long double)."""
     p = len(r)
     inverse = np.zeros_like(r)
     for i in range(p - 1, -1, -1):
         inverse[i, i] = 1 / r[i, i]
-        for j in range(i + 1, p):
-            inverse[i, j] = -(r[i, i + 1 : j + 1] @ inverse[i + 1 : j + 1, j]) / r[i, i]
+        if i + 1 < p:
+            inverse[i, i + 1 :] = -(r[i, i + 1 :] @ inverse[i + 1 :, i + 1 :]) / r[i, i]
     return inverse
 
 

@@ -372,3 +372,64 @@ def test_without_an_intercept_r2_is_uncentred():
     assert r2 == pytest.approx(1 - residual @ residual / (data.y @ data.y), rel=1e-12)  # statsmodels' convention
     solution = fit("closed_form", data, fit_intercept=False).least_squares
     assert solution.r_squared == pytest.approx(r2, rel=1e-12) and solution.tss == pytest.approx(data.y @ data.y)
+
+
+def _solve(x, y, fit_intercept=True):
+    from linreg.least_squares import solve_least_squares
+    from linreg.moments import Moments
+
+    return solve_least_squares(Moments.of_chunk(x, y), lambda: [(x, y)], fit_intercept)
+
+
+def test_a_near_exact_fit_keeps_the_fast_path_and_warns_of_nothing():
+    # The RSS cancels against syy here (R² = 1 − 1e-14): it is summed from the residuals in one
+    # more pass, the normal equations stand, and nothing is lost to warn about.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 2))
+    y = 1e4 + x @ [1.0, 2.0] + 1e-4 * rng.standard_normal(1000)
+    solution = _solve(x, y)
+    assert solution.method == "normal equations" and solution.warning is None
+    reference = np.linalg.lstsq(np.column_stack([np.ones(1000), x]), y, rcond=None)
+    assert solution.rss == pytest.approx(float(reference[1][0]), rel=1e-6)
+    assert solution.expected_digits >= 9
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_a_constant_target_is_fitted_exactly_without_a_false_warning(fit_intercept):
+    x = np.random.default_rng(1).standard_normal((50, 2))
+    y = np.full(50, 3.0 if fit_intercept else 0.0)
+    solution = _solve(x, y, fit_intercept)
+    assert np.abs(solution.coef).max() <= 1e-12 and solution.intercept == pytest.approx(y[0])
+    assert solution.warning is None and solution.rss <= 1e-20
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_non_finite_data_is_refused_naming_the_cause():
+    from linreg.least_squares import NonFiniteData
+
+    x = np.random.default_rng(2).standard_normal((20, 1))
+    huge = 1e160 * np.random.default_rng(3).standard_normal(20)  # squares beyond float64 (a constant would be fine)
+    for y in (np.where(np.arange(20) == 5, np.nan, 1.0), huge):
+        with pytest.raises(NonFiniteData, match="NaN or infinite value, or their squares overflow"):
+            _solve(x, y)
+
+
+def test_tiny_features_give_finite_standard_errors():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 2))
+    y = 1 + x @ [1.0, -1.0] + 0.1 * rng.standard_normal(200)
+    # 1e-152: the squares are still normal floats (below ~1e-154 they go subnormal and lose digits),
+    # while 1 / sxx is 1e302: variances divided by squared scales sat at the edge of overflow.
+    tiny, plain = _solve(x * 1e-152, y), _solve(x, y)
+    assert np.isfinite(tiny.coef_se).all() and np.isfinite(tiny.intercept_se)
+    assert_allclose(tiny.coef_se * 1e-152, plain.coef_se, rtol=1e-10)
+    assert tiny.intercept_se == pytest.approx(plain.intercept_se, rel=1e-10)
+
+
+def test_the_rounding_twin_moves_values_both_ways_within_float64_rounding():
+    from linreg.least_squares import DATA_ROUNDOFF, EXTENDED, rounding_twin
+
+    values = np.ones((4000, 1), dtype=EXTENDED)
+    moved = (rounding_twin(values, np.random.default_rng(0)) - values)[:, 0].astype(np.float64)
+    assert (moved > 0).mean() > 0.4 and (moved < 0).mean() > 0.4  # not one-sided, not stuck at 1
+    assert np.abs(moved).max() <= DATA_ROUNDOFF
