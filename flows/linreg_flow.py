@@ -74,7 +74,7 @@ def train_flow(ref: DatasetRef, run: RunSpec, device: str, deadline: float | Non
     (epoch seconds), and is then a `failed` row naming the limit.
     """
     if run.runner == "threads":
-        set_torch_threads(intra_op_threads(run))  # process-wide: once, not per task
+        set_torch_threads(intra_op_threads(run))  # the flow's own thread; pool threads set theirs (tasks/runners.py)
     futures = {
         name: submit_training(
             ref, name, run.solver_spec(name, device), dask=run.runner == "dask",
