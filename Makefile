@@ -53,9 +53,9 @@ ui: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg ui
 
 # The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
-# Two pytest-xdist workers: the server-stack modules on one, the rest on the other (tests/conftest.py).
-# XDIST= runs it in one process.
-XDIST ?= -n 2
+# Three pytest-xdist workers, one per fixed group of modules (tests/conftest.py): the server
+# stacks mostly wait, so three processes keep two cores busy. XDIST= runs it in one process.
+XDIST ?= -n 3
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 

@@ -85,22 +85,29 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on two pytest-xdist workers (-n 2), in two fixed groups: the modules of the
-# server stacks, which mostly wait (for heartbeats, workers' polls, a missed heartbeat to count
-# as a crash), on one worker; everything else, in its usual order, on the other. The same tests
-# meet in the same process every time. (xdist's own --dist loadgroup cannot be used: its group
-# suffix no longer reaches pytest 9's node ids.)
-SERVER_STACK_MODULES = {"test_server_load.py", "test_server_faults.py"}
+# `make test` runs on three pytest-xdist workers (-n 3), one per fixed group of modules: the
+# server stacks (test_server_load, test_server_faults), which mostly wait for heartbeats, polls
+# and a missed heartbeat to count as a crash; the browser and bench subprocesses (test_e2e_server,
+# test_bench); and everything else. Each group runs in its usual order in a process of its own,
+# so the same tests meet in the same process every time. Run 1 of issue 18 used two groups on
+# two workers and left a core idle half the time (user+sys 45% of 2 cores). xdist's own
+# --dist loadgroup cannot be used: its group suffix no longer reaches pytest 9's node ids.
+GROUPS = {
+    "test_server_load.py": "server-stacks",
+    "test_server_faults.py": "server-stacks",
+    "test_e2e_server.py": "browser-and-bench",
+    "test_bench.py": "browser-and-bench",
+}
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
-    class TwoGroups(LoadScopeScheduling):
+    class FixedGroups(LoadScopeScheduling):
         """Whole groups to a worker each, in collection order (xdist's scheduling by scope)."""
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-            return "server-stacks" if module in SERVER_STACK_MODULES else "the-rest"
+            return GROUPS.get(module, "the-rest")
 
-    return TwoGroups(config, log)
+    return FixedGroups(config, log)
