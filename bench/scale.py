@@ -219,5 +219,11 @@ def run(config: BenchConfig) -> list[Row]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child_main(sys.argv[2], sys.argv[3])
+        # The report is out: leave without the interpreter's teardown, where a native thread pool
+        # (BLAS, arrow, torch) shut down mid-join once aborted a child with "terminate called
+        # without an active exception" on a loaded machine, failing a run that had measured fine.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     else:
         sys.exit("usage: python -m bench.scale --child REF_JSON SOLVER (the harness runs this section)")
