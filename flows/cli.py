@@ -39,6 +39,12 @@ OPTIONS = {
     ("data", "bias"): "--bias",
     ("data", "noise"): "--noise",
     ("data", "seed"): "--seed",
+    ("data", "path"): "--data",
+    ("data", "target"): "--target",
+    ("data", "features"): "--features",
+    ("data", "drop_missing"): "--drop-missing",
+    ("data", "holdout"): "--holdout",
+    ("scale",): "--scale",
     ("solvers",): "--solvers",
     ("defaults", "epochs"): "--epochs",
     ("defaults", "lr"): "--lr",
@@ -73,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--weights", help="true weights, comma-separated, e.g. 2,-1,0.5 (default 2)")
     data.add_argument("--bias", help="true bias (default 1)")
     data.add_argument("--noise", help="noise standard deviation (default 0.1)")
-    data.add_argument("--seed", help="random seed, 0..2**32-1 (default 42)")
+    data.add_argument("--seed", help="random seed, 0..2**32-1 (default 42); with --data: of the holdout split "
+                                     "and the solvers' draws")
+    own = run.add_argument_group("your own data (instead of generated data)")
+    add_file_options(own)
     solve = run.add_argument_group("solvers")
     solve.add_argument("--solvers", help="comma-separated solver names (default: all)")
     solve.add_argument("--epochs", help="epochs for every iterative solver (default: each solver's own)")
@@ -81,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--batch-size", help="minibatch size; above n it is clipped to n (default 50)")
     solve.add_argument("--no-intercept", action="store_true",
                        help="fit y = x·w without a bias, with every solver (R² is then uncentred)")
+    solve.add_argument("--scale", help="iterative solvers on standardised data (standard) or as given (none); "
+                                       "default auto: standard with --data, none for generated data")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--output-dir", help="data root: datasets/ and runs/ go here (default data)")
     run.add_argument("--runner", help="task runner for training: threads (default), processes or dask")
@@ -90,23 +101,70 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+GENERATED_OPTIONS = ("n", "weights", "bias", "noise")  # what draws generated data: no meaning with --data
+
+
+def add_file_options(group) -> None:
+    """--data and the options that go with it (`linreg run` and `linreg sweep` alike)."""
+    group.add_argument("--data", metavar="PATH",
+                       help="fit your own table: a .csv file, a .parquet file or a folder of parquet files")
+    group.add_argument("--target", help="with --data: the column to predict")
+    group.add_argument("--features", help="with --data: predictor columns, comma-separated, in this order "
+                                          "(default: every column but the target)")
+    group.add_argument("--drop-missing", action="store_true",
+                       help="with --data: drop rows with a missing or infinite value instead of refusing the file")
+    group.add_argument("--holdout", metavar="FRACTION",
+                       help="with --data: hold out this fraction of rows (seeded) from every fit and score on them")
+
+
+def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED_OPTIONS) -> dict:
+    """The `data` parameter from the options: a file's (with --data) or generated data's.
+
+    Raises:
+        CliError: a generated-data option beside --data, or a file option without it.
+    """
+    file_only = {"target": args.target, "features": args.features, "holdout": args.holdout}
+    if args.data is None:
+        given = [f"--{k}" for k, v in file_only.items() if v is not None] + (["--drop-missing"] if args.drop_missing else [])
+        if given:
+            raise CliError(f"{given[0]}: only with --data PATH (your own table)")
+        data = {k: getattr(args, k) for k in generated if k != "weights" and getattr(args, k) is not None}
+        if getattr(args, "weights", None) is not None:
+            data["weights"] = _split(args.weights)
+        if getattr(args, "seed", None) is not None:
+            data["seed"] = args.seed
+        return data
+    clash = [f"--{k}" for k in generated if getattr(args, k, None) is not None]
+    if clash:
+        raise CliError(f"--data and {clash[0]} cannot be used together: {', '.join(clash)} describe generated "
+                       "data, and --data fits your own table")
+    if args.target is None:
+        raise CliError("--target: required with --data (the column to predict)")
+    data = {"source": "file", "path": str(Path(args.data).absolute()), "target": args.target,
+            "drop_missing": args.drop_missing}
+    if args.features is not None:
+        data["features"] = _split(args.features)
+    if args.holdout is not None:
+        data["holdout"] = args.holdout
+    if getattr(args, "seed", None) is not None:
+        data["seed"] = args.seed
+    return data
+
+
 def build_run_spec(args: argparse.Namespace) -> RunSpec:
     """Turn parsed options into a validated RunSpec.
 
     Raises:
         CliError: naming the option and what it allows.
     """
-    data = {k: getattr(args, k) for k in ("n", "bias", "noise", "seed") if getattr(args, k) is not None}
-    if args.weights is not None:
-        data["weights"] = _split(args.weights)
-    fields: dict = {"data": data}
+    fields: dict = {"data": data_fields(args)}
     if args.solvers is not None:
         fields["solvers"] = _split(args.solvers)
     defaults = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
     if args.no_intercept:
         fields["fit_intercept"] = False
-    for key in ("device", "runner", "dask_address"):
+    for key in ("device", "runner", "dask_address", "scale"):
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
     # Absolute: a run that reports to a server names a folder its workers (the history
@@ -116,6 +174,8 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         spec = RunSpec(**fields)
     except ValidationError as exc:
         raise CliError(describe(exc)) from None
+    if spec.from_file:
+        check_table(spec)
     # The flow's first check, made here before Prefect loads. Only a named CUDA device can be
     # refused; checking "auto" would import torch (1 s) before the temporary API starts.
     if spec.device.startswith("cuda"):
@@ -126,13 +186,31 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
+def check_table(spec: RunSpec) -> None:
+    """The table's cheap checks, before Prefect loads: the file is there, is CSV or parquet, and has
+    the columns named, numeric (`linreg.storage.check_columns`). The values are checked by the
+    flow's ingest, which reads the whole file; nothing is written before both pass.
+
+    Raises:
+        CliError: "--data: <file>: <problem>".
+    """
+    from linreg.storage import TableError, check_columns  # deferred: pyarrow only for --data
+
+    try:
+        check_columns(spec.data.path, spec.data.target, spec.data.features)
+    except TableError as exc:
+        raise CliError(f"--data: {exc}") from None
+
+
 def describe(exc: ValidationError) -> str:
     """One line for the first error: the option, then what is wrong."""
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
+    if loc[:1] == ("data",) and loc[1:2] in (("generated",), ("file",)):
+        loc = loc[:1] + loc[2:]  # the union's branch: not an option
     option = next((opt for key, opt in OPTIONS.items() if loc[: len(key)] == key), ".".join(loc))
     message = error["msg"]
-    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address"):
+    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address", "features"):
         message += f", got {error['input']!r}"
     return f"{option}: {message}"
 

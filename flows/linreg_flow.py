@@ -11,9 +11,10 @@ from linreg.devices import CUDA_MIN_ELEMENTS, DeviceError, explain_device, parse
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
+from linreg.scaling import Scaling
 from linreg.specs import RunSpec
-from linreg.storage import DatasetRef
-from tasks.dataset import prepare_dataset
+from linreg.storage import DataRef
+from tasks.dataset import fit_scaling, prepare_dataset, prepare_table
 from tasks.evaluate import evaluate_fits
 from tasks.events import emit_solver_events
 from tasks.interrupt import raise_if_interrupted, run_deadline
@@ -34,16 +35,21 @@ def _run_spec(value) -> RunSpec:
     return value if isinstance(value, RunSpec) else RunSpec.model_validate(value)
 
 
-def plan_device(run: RunSpec) -> tuple[str, str]:
-    """The device the fits are planned on, and why, decided once per run, before any work.
+def plan_device(run: RunSpec, elements: int | None = None) -> tuple[str, str]:
+    """The device the fits are planned on, and why, decided once per run, before any work
+    (for a user's table: once it is checked, when its size is known).
 
     Where the fits run here (threads, processes), "auto" picks CUDA only for data
     at or above the crossover (`linreg.devices.CUDA_MIN_ELEMENTS`), and a device
     this machine lacks is refused at once (DeviceError). Under Dask the string is
     kept as given: each worker resolves it on its own hardware, and "cuda"
     still routes the tasks to GPU workers.
+
+    Args:
+        elements: n·d of the data; generated data's by default.
     """
-    elements = run.data.n * run.data.d
+    if elements is None:
+        elements = run.data.n * run.data.d
     if run.runner == "dask":
         if run.device == "auto" and elements < CUDA_MIN_ELEMENTS:
             return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
@@ -54,6 +60,8 @@ def plan_device(run: RunSpec) -> tuple[str, str]:
 def linreg_run_name() -> str:
     """`n1000-d1-seed42-cpu`: what ran, with the device the fits are planned on."""
     run = _run_spec(flow_run.parameters.get("run"))
+    if run.from_file:
+        return run.label()  # its size, which "auto" needs, is known once the table is checked
     try:
         device = plan_device(run)[0]
     except DeviceError:
@@ -67,22 +75,25 @@ def train_run_name() -> str:
 
 
 @flow(name="linreg-train", flow_run_name=train_run_name)
-def train_flow(ref: DatasetRef, run: RunSpec, device: str, deadline: float | None = None) -> list[FitResult]:
+def train_flow(
+    ref: DataRef, run: RunSpec, device: str, deadline: float | None = None, scaling: Scaling | None = None
+) -> list[FitResult]:
     """Submit every solver at once on this flow's task runner; collect each outcome.
 
     Each fit stops past `run.timeouts.fit_seconds`, or past the run's `deadline`
-    (epoch seconds), and is then a `failed` row naming the limit.
+    (epoch seconds), and is then a `failed` row naming the limit. With `scaling`, the
+    iterative solvers fit standardised data (`linreg.scaling`).
     """
     if run.runner == "threads":
-        set_torch_threads(intra_op_threads(run))  # the flow's own thread; pool threads set theirs (tasks/runners.py)
+        set_torch_threads(intra_op_threads(run, ref.n * ref.d))  # the flow's own thread; pool threads set theirs (tasks/runners.py)
     futures = {
         name: submit_training(
             ref, name, run.solver_spec(name, device), dask=run.runner == "dask",
-            fit_seconds=run.timeouts.fit_seconds, run_deadline=deadline,
+            fit_seconds=run.timeouts.fit_seconds, run_deadline=deadline, scaling=scaling,
         )
-        for name in costliest_first(run)
+        for name in costliest_first(run, ref.n)
     }
-    fits = collect_fits({name: futures[name] for name in run.solvers}, run.data.d, device)
+    fits = collect_fits({name: futures[name] for name in run.solvers}, ref.d, device)
     raise_if_interrupted(deadline)  # fits cut short by Ctrl-C or the run's time limit are no results
     return fits
 
@@ -100,17 +111,22 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     """
     run_id = new_run_id()
     deadline = run_deadline(run.timeouts.run_seconds)
-    device, why = plan_device(run)
+    if run.from_file:
+        ref = prepare_table(run.data, run.output_dir, run.fit_intercept)
+        device, why = plan_device(run, ref.n * ref.d)
+    else:
+        device, why = plan_device(run)
+        ref = prepare_dataset(run.data, run.output_dir)
     get_run_logger().info("device %s: %s", device, why)
-    ref = prepare_dataset(run.data, run.output_dir)
     raise_if_interrupted(deadline)
+    scaling = fit_scaling(ref, run.fit_intercept) if run.scaling == "standard" else None
 
     started = perf_counter()
-    fits = train_flow.with_options(task_runner=task_runner_for(run))(ref, run, device, deadline)
+    fits = train_flow.with_options(task_runner=task_runner_for(run, ref.n * ref.d))(ref, run, device, deadline, scaling)
     training_seconds = perf_counter() - started
     raise_if_interrupted(deadline)
 
-    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why), run.fit_intercept)
+    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why), run.fit_intercept, run.scaling)
     publish_run(summary, fits, ref, run.output_dir)
     emit_solver_events(summary)
 

@@ -41,6 +41,41 @@ class DataSource(Protocol):
 
 
 @dataclass(frozen=True)
+class SourceSpec:
+    """What a solver reads off a source's `spec` when the data was not generated: its size and seed."""
+
+    n: int
+    d: int
+    seed: int
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def holdout_mask(start: int, count: int, fraction: float, seed: int) -> np.ndarray:
+    """Which of the rows start .. start+count-1 are held out: (count,) bool.
+
+    Each row's fate is a hash (SplitMix64) of its global index and the seed, so the
+    split is the same whether the data is read whole, by chunk or by row group, and
+    needs no pass over it. About `fraction` of the rows are held out (binomially).
+    """
+    if fraction <= 0.0 or count <= 0:
+        return np.zeros(max(count, 0), dtype=bool)
+    with np.errstate(over="ignore"):
+        z = np.arange(start, start + count, dtype=np.uint64) + np.uint64(seed) * _GOLDEN + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
+
+
+def holdout_count(rows: int, fraction: float, seed: int, block: int = CHUNK_ROWS) -> int:
+    """How many of `rows` rows `holdout_mask` holds out (counted block by block)."""
+    return sum(int(holdout_mask(start, min(block, rows - start), fraction, seed).sum())
+               for start in range(0, rows, block))
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Features and targets of one dataset.
 

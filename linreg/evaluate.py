@@ -1,4 +1,4 @@
-"""Score fits against the truth, the closed form and the data."""
+"""Score fits against the truth (generated data), the closed form and the data (training rows and held-out rows)."""
 
 import math
 from typing import TYPE_CHECKING, Annotated
@@ -7,13 +7,14 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator
 from scipy.special import stdtrit  # the t quantile; scipy.stats costs 3x the import time
 
+from linreg.inference import coefficient_rows, fit_statistics
 from linreg.least_squares import LeastSquares, solve_least_squares
 from linreg.moments import Moments, accumulate
 from linreg.provenance import Provenance
 from linreg.solvers.base import FitResult, Status
 from linreg.solvers.registry import REFERENCE
 from linreg.specs import DataSpec
-from linreg.storage import DatasetRef
+from linreg.storage import DataRef, DatasetRef
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +48,8 @@ class SolverReport(BaseModel):
     message: str | None = None
     diverged_epoch: int | None = None
     worker: str | None = None
+    holdout_mse: Float = math.nan  # on the rows held out (a user's table with a holdout); NaN without
+    holdout_r2: Float = math.nan
 
 
 class ReferenceInfo(BaseModel):
@@ -83,33 +86,104 @@ def r2_convention(fit_intercept: bool) -> str:
 
 
 class Interval(BaseModel):
-    """Inference for one parameter of the closed-form fit."""
+    """Inference for one parameter of the closed-form fit; truth and coverage only for generated data."""
 
     parameter: str
     estimate: Float
-    truth: Float
+    truth: Float | None = None
     std_error: Float
     ci_low: Float
     ci_high: Float
-    covers_truth: bool
+    covers_truth: bool | None = None
+
+
+class Coefficient(BaseModel):
+    """A row of the reference's table, as statsmodels' OLS summary prints it (`linreg.inference`)."""
+
+    parameter: str
+    coefficient: Float
+    std_error: Float
+    t: Float
+    p_value: Float
+    ci_low: Float
+    ci_high: Float
+
+
+class FitStatistics(BaseModel):
+    """The reference fit as a whole, with statsmodels' names (`linreg.inference.fit_statistics`)."""
+
+    nobs: int
+    df_model: int
+    df_resid: int
+    r_squared: Float
+    adj_r_squared: Float
+    f_statistic: Float
+    f_pvalue: Float
+    residual_sd: Float
+    condition_number: Float
+    condition_number_centred: Float | None = None
+    r2_convention: str
 
 
 class DatasetInfo(BaseModel):
+    """The data a run fitted: generated (with its true parameters) or a user's table (with its columns).
+
+    For a table, `path` is the parquet read (the source itself when read in place),
+    `sha256` the source's digest, `n` the rows fitted (after any dropped or held out),
+    and `weights`, `bias` and `noise` are None: there is no truth.
+    """
+
     path: str
     sha256: str
     n: int
     d: int
-    weights: list[float]
-    bias: float
-    noise: float
+    weights: list[float] | None = None
+    bias: float | None = None
+    noise: float | None = None
     seed: int
+    source: str = "generated"  # or "file"
+    source_path: str | None = None  # the file or folder the user named
+    target: str | None = None
+    features: list[str] | None = None
+    feature_dtypes: list[str] | None = None
+    target_dtype: str | None = None
+    rows: int | None = None  # the table's rows after any dropped, before the holdout
+    rows_dropped: int = 0
+    converted: bool | None = None  # a CSV converted (or a parquet cleaned) under the data root
+    holdout: float = 0.0
+    n_holdout: int = 0
+
+    @property
+    def has_truth(self) -> bool:
+        return self.weights is not None and self.bias is not None
+
+    @property
+    def names(self) -> list[str]:
+        """The features' names: a table's columns, or x0..x{d-1} for generated data."""
+        return list(self.features) if self.features else [f"x{i}" for i in range(self.d)]
 
     @classmethod
-    def from_ref(cls, ref: DatasetRef) -> "DatasetInfo":
-        spec = ref.spec
+    def of(cls, data: "DatasetInfo | DataSpec") -> "DatasetInfo":
+        """`data` as DatasetInfo: a generating spec becomes the info of its (unnamed) dataset."""
+        if isinstance(data, DataSpec):
+            return cls(path="", sha256="", n=data.n, d=data.d, weights=data.weights, bias=data.bias,
+                       noise=data.noise, seed=data.seed)
+        return data
+
+    @classmethod
+    def from_ref(cls, ref: DataRef) -> "DatasetInfo":
+        if isinstance(ref, DatasetRef):
+            spec = ref.spec
+            return cls(
+                path=ref.path, sha256=ref.sha256, n=spec.n, d=spec.d, weights=spec.weights,
+                bias=spec.bias, noise=spec.noise, seed=spec.seed,
+            )
+        t = ref.table
         return cls(
-            path=ref.path, sha256=ref.sha256, n=spec.n, d=spec.d, weights=spec.weights,
-            bias=spec.bias, noise=spec.noise, seed=spec.seed,
+            path=t.path, sha256=t.source_sha256, n=ref.n, d=t.d, seed=ref.seed, source="file",
+            source_path=t.source, target=t.target, features=list(t.features),
+            feature_dtypes=list(t.feature_dtypes), target_dtype=t.target_dtype, rows=t.rows,
+            rows_dropped=t.rows_dropped, converted=t.converted, holdout=ref.holdout, n_holdout=ref.n_holdout,
         )
 
 
@@ -126,6 +200,9 @@ class RunSummary(BaseModel):
     device_reason: str | None = None  # ... and why (for "auto": the data size against the CUDA crossover)
     fit_intercept: bool = True  # False: every solver fitted y = x·w; R² is then uncentred
     reference: ReferenceInfo | None = None  # the closed form's method, condition numbers and digits
+    coefficients: list[Coefficient] | None = None  # the reference's table (statsmodels' columns), by name
+    fit_statistics: FitStatistics | None = None  # R², adjusted R², F, observations, condition number
+    scale: str | None = None  # how the iterative solvers saw the data: "none" or "standard"
 
     def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
@@ -161,56 +238,82 @@ def training_mse_r2(
     return rss / moments.n, r2
 
 
+def holdout_scores(moments: Moments | None, coef: np.ndarray, intercept: float,
+                   fit_intercept: bool = True) -> tuple[float, float]:
+    """MSE and R² on the held-out rows (their own mean for the centred R²); NaN without a holdout."""
+    if moments is None or moments.n == 0:
+        return math.nan, math.nan
+    return training_mse_r2(moments, coef, intercept, fit_intercept)
+
+
 def evaluate_fit(
-    moments: Moments, spec: DataSpec, fit: FitResult, reference: FitResult | None, fit_intercept: bool = True
+    moments: Moments, truth: "DatasetInfo | DataSpec | None", fit: FitResult, reference: FitResult | None,
+    fit_intercept: bool = True, held_out: Moments | None = None,
 ) -> SolverReport:
-    """Score one fit against the true parameters, the reference fit and the data's moments."""
+    """Score one fit against the true parameters (when `truth` has them), the reference fit,
+    the training rows' moments and, with a holdout, the held-out rows' moments."""
+    truth = None if truth is None else DatasetInfo.of(truth)
     mse, r2 = training_mse_r2(moments, fit.coef, fit.intercept, fit_intercept)
+    holdout_mse, holdout_r2 = holdout_scores(held_out, fit.coef, fit.intercept, fit_intercept)
     distance = math.nan
     if reference is not None:
         delta = np.append(fit.coef - reference.coef, fit.intercept - reference.intercept)
         distance = float(np.linalg.norm(delta))
     final_loss = float(fit.loss_history[-1]) if len(fit.loss_history) else mse
+    if truth is not None and truth.has_truth:
+        weights_error = np.abs(fit.coef - np.asarray(truth.weights)).tolist()
+        bias_error = abs(fit.intercept - truth.bias)
+    else:  # a user's table: no truth to score against; the distance to the reference says it
+        weights_error, bias_error = [math.nan] * len(fit.coef), math.nan
     return SolverReport(
         solver=fit.solver, status=fit.status,
         weights=fit.coef.tolist(), bias=fit.intercept, seconds=fit.seconds, epochs=fit.epochs,
-        final_loss=final_loss,
-        weights_abs_error=np.abs(fit.coef - np.asarray(spec.weights)).tolist(),
-        bias_abs_error=abs(fit.intercept - spec.bias),
+        final_loss=final_loss, weights_abs_error=weights_error, bias_abs_error=bias_error,
         distance_to_closed_form=distance, mse=mse, r2=r2, device=fit.device,
         message=fit.message, diverged_epoch=fit.diverged_epoch, worker=fit.worker,
+        holdout_mse=holdout_mse, holdout_r2=holdout_r2,
     )
 
 
-def closed_form_inference(solution: LeastSquares, spec: DataSpec, level: float = 0.95) -> list[Interval]:
+def closed_form_inference(
+    solution: LeastSquares, dataset: "DatasetInfo | DataSpec", level: float = 0.95
+) -> list[Interval]:
     """Standard errors and t-based confidence intervals of the least-squares fit.
 
     sigma² = RSS / (n - p), p the parameters fitted; Var(θ) = sigma² (XᵀX)⁻¹,
     read off the normal equations or the QR's R factor (`linreg.least_squares`).
     Without an intercept there is no bias row. With no residual degrees of
     freedom, or a rank-deficient design, the errors are NaN and no interval covers.
+    For a user's table there is no truth: `truth` and `covers_truth` are None.
 
     Args:
         solution: the least-squares solution (`linreg.least_squares.solve_least_squares`).
     """
+    dataset = DatasetInfo.of(dataset)
     dof = solution.dof
     se = np.concatenate([[solution.intercept_se], solution.coef_se]) if solution.fit_intercept else solution.coef_se
     half = stdtrit(dof, 0.5 + level / 2) * se if dof > 0 else np.full(len(se), math.nan)
     estimates = ([solution.intercept] if solution.fit_intercept else []) + list(solution.coef)
-    truth = ([spec.bias] if solution.fit_intercept else []) + list(spec.weights)
-    names = (["bias"] if solution.fit_intercept else []) + [f"w{i}" for i in range(spec.d)]
+    if dataset.has_truth:
+        truth = ([dataset.bias] if solution.fit_intercept else []) + list(dataset.weights)
+    else:
+        truth = [None] * len(estimates)
+    names = (["bias"] if solution.fit_intercept else []) + (
+        dataset.names if dataset.features else [f"w{i}" for i in range(dataset.d)])
     return [
         Interval(
-            parameter=name, estimate=float(b), truth=float(t), std_error=float(s),
-            ci_low=float(b - h), ci_high=float(b + h), covers_truth=bool(b - h <= t <= b + h),
+            parameter=name, estimate=float(b), truth=None if t is None else float(t), std_error=float(s),
+            ci_low=float(b - h), ci_high=float(b + h),
+            covers_truth=None if t is None else bool(b - h <= t <= b + h),
         )
         for name, b, t, s, h in zip(names, estimates, truth, se, half)
     ]
 
 
 def summarize(
-    run_id: str, ref: DatasetRef, data, fits: list[FitResult], training_seconds: float | None = None,
+    run_id: str, ref: DataRef, data, fits: list[FitResult], training_seconds: float | None = None,
     provenance: Provenance | None = None, device: tuple[str, str] | None = None, fit_intercept: bool = True,
+    held_out=None, scale: str | None = None,
 ) -> RunSummary:
     """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
 
@@ -219,22 +322,30 @@ def summarize(
     pass only for ill-conditioned data). A rank-deficient closed form is no reference.
 
     Args:
+        data: the training rows (every row of generated data).
         training_seconds: wall time of the training step, when the caller measured it.
         provenance: the code, libraries, host and device that made the run.
         device: the planned device and the reason it was chosen.
         fit_intercept: whether the solvers fitted an intercept (the R² and inference follow).
+        held_out: the rows held out from every fit (a source like `data`), scored with one more pass.
+        scale: how the iterative solvers saw the data ("none" or "standard"), recorded.
     """
-    moments = accumulate(data.iter_chunks(), ref.spec.d)
+    moments = accumulate(data.iter_chunks(), ref.d)
+    held = accumulate(held_out.iter_chunks(), ref.d) if held_out is not None else None
     closed = next((f for f in fits if f.solver == REFERENCE and f.least_squares is not None), None)
     solution = closed.least_squares if closed else solve_least_squares(moments, data.iter_chunks, fit_intercept)
     reference = closed if closed is not None and closed.status == Status.OK else None
+    dataset = DatasetInfo.from_ref(ref)
     return RunSummary(
         run_id=run_id,
-        dataset=DatasetInfo.from_ref(ref),
-        results=[evaluate_fit(moments, ref.spec, fit, reference, fit_intercept) for fit in fits],
-        inference=closed_form_inference(solution, ref.spec),
+        dataset=dataset,
+        results=[evaluate_fit(moments, dataset, fit, reference, fit_intercept, held) for fit in fits],
+        inference=closed_form_inference(solution, dataset),
         fit_intercept=fit_intercept,
         reference=ReferenceInfo.of(solution),
+        coefficients=[Coefficient(**row) for row in coefficient_rows(solution, dataset.names)],
+        fit_statistics=FitStatistics(**fit_statistics(solution)),
+        scale=scale,
         training_seconds=training_seconds,
         provenance=provenance,
         device=device[0] if device else None,

@@ -22,7 +22,8 @@ LABEL_TICKS = 8
 MARKERS = "s^vD<>pX*h"
 
 
-def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult]) -> Figure:
+def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult], names: list[str] | None = None,
+              target: str = "y") -> Figure:
     """The data with every fitted line, one panel per feature (at most four).
 
     For d > 1 each line is the fit along one feature with the others held at
@@ -31,6 +32,7 @@ def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult]) -> Figure:
     Args:
         x: (k, d) sample of the features (rows are i.i.d., so the first MAX_POINTS will do).
         y: (k,) matching targets.
+        names, target: the axes' labels (a user's columns); x0.., y by default.
     """
     d = x.shape[1]
     panels = min(d, MAX_PANELS)
@@ -45,8 +47,8 @@ def plot_fits(x: np.ndarray, y: np.ndarray, fits: list[FitResult]) -> Figure:
                 continue
             offset = fit.intercept + means @ fit.coef - means[k] * fit.coef[k]
             ax.plot(grid, offset + fit.coef[k] * grid, "-", linewidth=1, label=fit.solver)
-        ax.set_xlabel(f"x{k}")
-        ax.set_ylabel("y")
+        ax.set_xlabel(names[k] if names else f"x{k}")
+        ax.set_ylabel(target)
     axes[0].set_title("Data and fitted lines")
     axes[-1].legend(fontsize=7)
     return fig

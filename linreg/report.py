@@ -66,9 +66,62 @@ def frame_rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return out
 
 
+HOLDOUT_COLUMNS = ["holdout_mse", "holdout_r2"]
+
+
+def summary_columns(summary: RunSummary) -> list[str]:
+    """SUMMARY_COLUMNS, with the held-out rows' scores after r2 when the run held rows out."""
+    if not summary.dataset.n_holdout:
+        return SUMMARY_COLUMNS
+    at = SUMMARY_COLUMNS.index("r2") + 1
+    return SUMMARY_COLUMNS[:at] + HOLDOUT_COLUMNS + SUMMARY_COLUMNS[at:]
+
+
 def summary_rows(summary: RunSummary) -> list[dict]:
     """One flat row of plain Python values per solver, non-finite numbers as None: for tables and CSV."""
-    return frame_rows(summary.to_frame(), SUMMARY_COLUMNS)
+    return frame_rows(summary.to_frame(), summary_columns(summary))
+
+
+def named_coefficient_rows(summary: RunSummary) -> tuple[list[dict], list[str]]:
+    """Each solver's bias and weights under the features' names (a user's table's columns)."""
+    names = summary.dataset.names
+    columns = ["solver", "bias", *names]
+    rows = [{"solver": r.solver, "bias": float(r.bias), **{n: float(w) for n, w in zip(names, r.weights)}}
+            for r in summary.results]
+    return rows, columns
+
+
+def reference_table(summary: RunSummary) -> tuple[list[dict], list[str]]:
+    """The reference's coefficient table, statsmodels' columns, a row per parameter by name."""
+    columns = ["parameter", "coefficient", "std_error", "t", "p_value", "ci_low", "ci_high"]
+    return [c.model_dump() for c in summary.coefficients or []], columns
+
+
+def statistics_line(summary: RunSummary) -> str:
+    """R², adjusted R², F and its p-value, observations and the condition number, in one line."""
+    f = summary.fit_statistics
+    if f is None:
+        return ""
+    return (f"R² {_fmt(f.r_squared)} ({f.r2_convention}), adjusted R² {_fmt(f.adj_r_squared)}, "
+            f"F {_fmt(f.f_statistic)} (p {_fmt(f.f_pvalue, 3)}) on {f.df_model} and {f.df_resid} df, "
+            f"{f.nobs} observations, condition number {_fmt(f.condition_number, 3)}")
+
+
+def data_line(summary: RunSummary) -> str:
+    """Where the data came from: a generated dataset's spec, or a user's table's file, digest and columns."""
+    ds = summary.dataset
+    if ds.source != "file":
+        return (f"Dataset: `{ds.path}`  \nsha256: `{ds.sha256}`  \n"
+                f"n={ds.n}, d={ds.d}, true weights={ds.weights}, true bias={ds.bias}, noise={ds.noise}, seed={ds.seed}")
+    read = "read in place" if not ds.converted else f"converted once to `{ds.path}`"
+    dtypes = ", ".join(f"{n} ({t})" for n, t in zip(ds.features or [], ds.feature_dtypes or []))
+    held = (f"; {ds.n_holdout} rows held out ({ds.holdout:g}, seed {ds.seed}), used by no solver"
+            if ds.n_holdout else "")
+    dropped = f"; {ds.rows_dropped} rows dropped for a missing value" if ds.rows_dropped else ""
+    return (f"Data: `{ds.source_path}` ({read})  \nsha256: `{ds.sha256}`  \n"
+            f"{ds.rows} rows{dropped}{held}; {ds.n} fitted  \n"
+            f"target: {ds.target} ({ds.target_dtype}); features: {dtypes}  \n"
+            f"No true parameters: each fit is scored against the closed form and the data.")
 
 
 def _markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -91,10 +144,24 @@ def _fixed_width(rows: list[dict], columns: list[str], digits: int = 6) -> str:
 
 
 def console_table(summary: RunSummary) -> str:
-    """A fixed-width table for the terminal, then the reference's line (and its warning, if any)."""
-    columns = ["solver", "status", "bias", "weights", "distance_to_closed_form", "mse", "r2", "seconds"]
-    table = _fixed_width(summary_rows(summary), columns)
-    return table + ("\n\n" + reference_line(summary) if summary.reference else "")
+    """A fixed-width table for the terminal, then the reference's line (and its warning, if any).
+
+    For a user's table the weights get a table of their own, a column per feature by name,
+    then the reference's statsmodels-style table."""
+    if summary.dataset.source != "file":
+        columns = ["solver", "status", "bias", "weights", "distance_to_closed_form", "mse", "r2", "seconds"]
+        table = _fixed_width(summary_rows(summary), columns)
+        return table + ("\n\n" + reference_line(summary) if summary.reference else "")
+    holdout = HOLDOUT_COLUMNS if summary.dataset.n_holdout else []
+    columns = ["solver", "status", "distance_to_closed_form", "mse", "r2", *holdout, "epochs", "seconds"]
+    parts = [_fixed_width(summary_rows(summary), columns), "Coefficients (bias, then each feature by name):",
+             _fixed_width(*named_coefficient_rows(summary))]
+    if summary.coefficients:
+        parts += ["Reference fit (closed form), as statsmodels' OLS reports it:", _fixed_width(*reference_table(summary)),
+                  statistics_line(summary)]
+    if summary.reference:
+        parts.append(reference_line(summary))
+    return "\n\n".join(parts)
 
 
 def reference_line(summary: RunSummary) -> str:
@@ -202,11 +269,11 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         images: title -> PNG bytes, embedded as data URIs so the UI needs no file access.
         comparison: this run (B) against the previous run on the same data (A); None when there is none.
     """
-    ds = summary.dataset
+    if summary.dataset.source == "file":
+        return _table_markdown(summary, images, comparison)
     parts = [
         f"# linreg run `{summary.run_id}`",
-        f"Dataset: `{ds.path}`  \nsha256: `{ds.sha256}`  \n"
-        f"n={ds.n}, d={ds.d}, true weights={ds.weights}, true bias={ds.bias}, noise={ds.noise}, seed={ds.seed}",
+        data_line(summary),
         provenance_line(summary),
         reference_line(summary).replace("\n", "  \n"),
         "## Results",
@@ -218,6 +285,36 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         "## Closed-form inference (95% confidence intervals)",
         _markdown_table([i.model_dump() for i in summary.inference],
                         ["parameter", "estimate", "truth", "std_error", "ci_low", "ci_high", "covers_truth"]),
+        "## Plots",
+    ]
+    parts += [f"### {title}\n\n![{title}]({png_data_uri(png)})" for title, png in images.items()]
+    return "\n\n".join(parts) + "\n"
+
+
+def _table_markdown(summary: RunSummary, images: dict[str, bytes], comparison: Comparison | None) -> str:
+    """`render_markdown` for a user's table: named coefficients and the reference's statsmodels-style table,
+    no truth."""
+    holdout = HOLDOUT_COLUMNS if summary.dataset.n_holdout else []
+    scale = {"standard": "The iterative solvers fitted standardised features and target; their coefficients "
+                         "are given back in the original units.",
+             "none": "The iterative solvers fitted the data as given (no scaling)."}.get(summary.scale or "", "")
+    parts = [
+        f"# linreg run `{summary.run_id}`",
+        data_line(summary),
+        provenance_line(summary),
+        reference_line(summary).replace("\n", "  \n"),
+        "## Results",
+        *([scale] if scale else []),
+        *([f"Training took {summary.training_seconds:.2f} s of wall time for "
+           f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
+        _markdown_table(summary_rows(summary), ["solver", "status", "distance_to_closed_form", "mse", "r2", *holdout,
+                                                "epochs", "seconds", "message"]),
+        "### Coefficients by name",
+        _markdown_table(*named_coefficient_rows(summary)),
+        comparison_markdown(comparison),
+        "## Reference fit (closed form, 95% confidence intervals)",
+        _markdown_table(*reference_table(summary)),
+        statistics_line(summary),
         "## Plots",
     ]
     parts += [f"### {title}\n\n![{title}]({png_data_uri(png)})" for title, png in images.items()]

@@ -29,15 +29,16 @@ RUN_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
 
 # The history's columns, in order: the run, its data, then one solver's result, then provenance.
 RUN_COLUMNS = ["run_id", "time", "n", "d", "noise", "seed", "true_weights", "true_bias", "dataset_sha256",
-               "dataset_path", "training_seconds"]
+               "dataset_path", "data_source", "target", "features", "holdout", "training_seconds"]
 SOLVER_COLUMNS = ["solver", "status", "seconds", "epochs", "error", "max_weight_abs_error", "bias_abs_error",
                   "distance_to_closed_form", "mse", "r2", "final_loss", "weights", "bias", "weights_abs_error",
-                  "device", "worker", "message", "diverged_epoch"]
+                  "device", "worker", "message", "diverged_epoch", "holdout_mse", "holdout_r2"]
 PROVENANCE_COLUMNS = ["commit", "python_version", "numpy_version", "torch_version", "prefect_version", "host",
                       "run_device", "device_name", "cores", "load_average"]
 COLUMNS = RUN_COLUMNS + SOLVER_COLUMNS + PROVENANCE_COLUMNS
 FLOAT_COLUMNS = ["noise", "true_bias", "training_seconds", "seconds", "error", "max_weight_abs_error",
-                 "bias_abs_error", "distance_to_closed_form", "mse", "r2", "final_loss", "bias", "load_average"]
+                 "bias_abs_error", "distance_to_closed_form", "mse", "r2", "final_loss", "bias", "load_average",
+                 "holdout", "holdout_mse", "holdout_r2"]
 INT_COLUMNS = ["n", "d", "seed", "epochs", "diverged_epoch", "cores"]
 SPEC_FIELDS = ("n", "weights", "bias", "noise", "seed")  # what generates a dataset
 STATUS_RANK = {Status.OK: 0, Status.RANK_DEFICIENT: 1, Status.DIVERGED: 1, Status.FAILED: 2}
@@ -146,6 +147,8 @@ def _records(summary: RunSummary) -> list[dict]:
     run = {
         "run_id": summary.run_id, "time": None, "n": ds.n, "d": ds.d, "noise": ds.noise, "seed": ds.seed,
         "true_weights": ds.weights, "true_bias": ds.bias, "dataset_sha256": ds.sha256, "dataset_path": ds.path,
+        "data_source": ds.source_path if ds.source == "file" else "generated", "target": ds.target,
+        "features": ds.features, "holdout": ds.holdout,
         "training_seconds": summary.training_seconds,
         "commit": p and p.commit, "python_version": p and p.python, "numpy_version": p and p.numpy,
         "torch_version": p and p.torch, "prefect_version": p and p.prefect, "host": p and p.host,
@@ -156,12 +159,14 @@ def _records(summary: RunSummary) -> list[dict]:
         {
             **run,
             "solver": r.solver, "status": r.status.value, "seconds": r.seconds, "epochs": r.epochs,
-            "error": _max([r.bias_abs_error, *r.weights_abs_error]),
+            # Against the truth; a user's table has none, and its error is the distance to the closed form.
+            "error": _max([r.bias_abs_error, *r.weights_abs_error]) if ds.has_truth else r.distance_to_closed_form,
             "max_weight_abs_error": _max(r.weights_abs_error), "bias_abs_error": r.bias_abs_error,
             "distance_to_closed_form": r.distance_to_closed_form, "mse": r.mse, "r2": r.r2,
             "final_loss": r.final_loss, "weights": r.weights, "bias": r.bias,
             "weights_abs_error": r.weights_abs_error, "device": r.device, "worker": r.worker,
             "message": r.message, "diverged_epoch": r.diverged_epoch,
+            "holdout_mse": r.holdout_mse, "holdout_r2": r.holdout_r2,
         }
         for r in summary.results
     ]
@@ -249,9 +254,19 @@ def resolve_run(root: Path, reference: str) -> Path:
     raise RunNotFound(f"{reference!r} is no run folder, and no finished run of that id is under {Path(root) / 'runs'}")
 
 
+def _table_choice(ds) -> tuple:
+    """What makes a user's table the same data: its bytes, the columns chosen, the rows kept and held out."""
+    return (ds.sha256, ds.target, tuple(ds.features or ()), ds.rows, ds.holdout, ds.seed if ds.holdout else None)
+
+
 def same_data(a: RunSummary, b: RunSummary) -> bool:
-    """Whether two runs fitted the same data: the same file digest, or the same generating spec."""
+    """Whether two runs fitted the same data: generated, the same file digest or the same generating
+    spec; a user's table, the same file digest, columns, rows and holdout."""
     da, db = a.dataset, b.dataset
+    if da.source != db.source:
+        return False
+    if da.source == "file":
+        return _table_choice(da) == _table_choice(db)
     return da.sha256 == db.sha256 or all(getattr(da, k) == getattr(db, k) for k in SPEC_FIELDS)
 
 
@@ -268,8 +283,8 @@ def previous_run(root: Path, summary: RunSummary) -> RunSummary | None:
             continue
         try:
             raw = json.loads(summary_file(folder).read_bytes())["dataset"]
-            maybe = raw["sha256"] == summary.dataset.sha256 or all(
-                raw.get(k) == getattr(summary.dataset, k) for k in SPEC_FIELDS)
+            maybe = raw["sha256"] == summary.dataset.sha256 or (summary.dataset.source == "generated" and all(
+                raw.get(k) == getattr(summary.dataset, k) for k in SPEC_FIELDS))
         except (OSError, ValueError, KeyError, TypeError):
             maybe = True  # the full load below names the folder and its problem
         if maybe:
@@ -340,12 +355,17 @@ def compare(a: RunSummary, b: RunSummary, thresholds: Thresholds = Thresholds())
     data, seconds only at the same n and d. `notes` says what was left out.
     """
     data = same_data(a, b)
-    truth = a.dataset.weights == b.dataset.weights and a.dataset.bias == b.dataset.bias
+    known = a.dataset.has_truth and b.dataset.has_truth
+    truth = known and a.dataset.weights == b.dataset.weights and a.dataset.bias == b.dataset.bias
     size = (a.dataset.n, a.dataset.d) == (b.dataset.n, b.dataset.d)
     notes = ([] if data else [_different_data(a, b, truth, size)]) + _busy_machine(a, b)
+    if not known:
+        notes.append("a user's table has no true parameters: errors are the distance to the closed form")
     rows_a = {r.solver: r for r in a.results}
     rows_b = {r.solver: r for r in b.results}
-    rows = [_solver_change(rows_a[s], rows_b[s], data, truth, size, thresholds) for s in rows_b if s in rows_a]
+    same_table = data and not known  # the same table: parameters compare, with no truth to score them
+    rows = [_solver_change(rows_a[s], rows_b[s], data, truth or same_table, size, thresholds, by_error=known)
+            for s in rows_b if s in rows_a]
     columns = ["solver", "status_a", "status_b", "parameters_change", "error_a", "error_b", "error_change",
                "distance_a", "distance_b", "mse_a", "mse_b", "mse_change", "seconds_a", "seconds_b",
                "seconds_ratio", "regression"]
@@ -359,6 +379,9 @@ def compare(a: RunSummary, b: RunSummary, thresholds: Thresholds = Thresholds())
 def _different_data(a: RunSummary, b: RunSummary, truth: bool, size: bool) -> str:
     def spec(s: RunSummary) -> str:
         ds = s.dataset
+        if ds.source == "file":
+            return (f"{ds.source_path} (sha256 {ds.sha256[:12]}), target {ds.target}, {ds.n} rows, "
+                    f"features {', '.join(ds.features or [])}" + (f", holdout {ds.holdout:g}" if ds.holdout else ""))
         return f"n={ds.n}, d={ds.d}, weights={ds.weights}, bias={ds.bias}, noise={ds.noise}, seed={ds.seed}"
 
     left_out = ([] if truth else ["parameters (the true ones differ)"]) + ["MSE"] + \
@@ -378,8 +401,11 @@ def _busy_machine(a: RunSummary, b: RunSummary) -> list[str]:
             "its fits waited for CPU, so a slowdown may be load rather than code"]
 
 
-def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds) -> dict:
-    err_a, err_b = _max([ra.bias_abs_error, *ra.weights_abs_error]), _max([rb.bias_abs_error, *rb.weights_abs_error])
+def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds, by_error: bool = True) -> dict:
+    if by_error:
+        err_a, err_b = _max([ra.bias_abs_error, *ra.weights_abs_error]), _max([rb.bias_abs_error, *rb.weights_abs_error])
+    else:  # no truth: the error is the distance to the closed form
+        err_a, err_b = ra.distance_to_closed_form, rb.distance_to_closed_form
     row = {
         "solver": rb.solver, "status_a": ra.status.value, "status_b": rb.status.value,
         "parameters_change": _max(np.abs(np.subtract([rb.bias, *rb.weights], [ra.bias, *ra.weights])).tolist())
@@ -394,9 +420,10 @@ def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds) -
     reasons = []
     if STATUS_RANK[rb.status] > STATUS_RANK[ra.status]:
         reasons.append(f"status {ra.status.value} -> {rb.status.value}")
-    grew = (err_b - err_a) if data else (rb.distance_to_closed_form - ra.distance_to_closed_form)
+    scored = data and by_error  # against the truth; else (other data, or no truth) against the closed form
+    grew = (err_b - err_a) if scored else (rb.distance_to_closed_form - ra.distance_to_closed_form)
     if grew > t.tolerance:  # False when either is NaN: a fit with no error already shows in its status
-        what = "error" if data else "distance to the closed form"
+        what = "error" if scored else "distance to the closed form"
         reasons.append(f"{what} grew by {grew:.3g} (tolerance {t.tolerance:g})")
     both_ok = ra.status == rb.status == Status.OK
     if size and both_ok and ra.epochs == rb.epochs and rb.seconds > t.slowdown * ra.seconds \

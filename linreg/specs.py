@@ -8,9 +8,9 @@ messages. Every message names the field and the allowed range.
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from linreg.devices import DeviceError, parse_device
@@ -48,6 +48,8 @@ def _optional_pattern(pattern: str):
 class DataSpec(FrozenModel):
     """What data to generate: y = bias + x @ weights + noise * e, x and e standard normal."""
 
+    source: Literal["generated"] = Field("generated", description="generated: data drawn from known true parameters")
+
     n: Annotated[int, range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
     weights: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_D)] = Field(
         default_factory=lambda: [2.0], description=f"true weights, 1..{MAX_D} finite numbers"
@@ -59,6 +61,80 @@ class DataSpec(FrozenModel):
     @property
     def d(self) -> int:
         return len(self.weights)
+
+
+MAX_HOLDOUT = 0.9
+
+
+class FileData(FrozenModel):
+    """A user's table: a CSV file, a parquet file, or a folder of parquet files (one dataset).
+
+    Checked by `linreg.storage.ingest_table` before any fit: the columns must exist and be
+    numeric, with no missing or infinite value (unless `drop_missing`), and no constant feature.
+    """
+
+    source: Literal["file"] = Field("file", description="file: the user's own CSV or parquet table")
+    path: Annotated[str, Field(min_length=1)] = Field(
+        description="a .csv file, a .parquet file, or a folder of parquet files; relative paths are "
+                    "resolved where the run starts"
+    )
+    target: Annotated[str, Field(min_length=1)] = Field(description="the column to predict")
+    features: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_D)] | None = Field(
+        None, description="predictor columns, in this order; default: every column but the target"
+    )
+    drop_missing: bool = Field(False, description="drop rows with a missing or infinite value instead of refusing them")
+    holdout: Annotated[float, range_check(0.0, MAX_HOLDOUT)] = Field(
+        0.0, description=f"fraction of rows held out from every fit and scored after, 0..{MAX_HOLDOUT} (0: none)"
+    )
+    seed: Annotated[int, range_check(0, MAX_SEED)] = Field(
+        42, description=f"seed of the holdout split and of the solvers' draws, 0..{MAX_SEED}"
+    )
+
+    @property
+    def name(self) -> str:
+        """The file's or folder's name without its suffix: `longley` for data/longley.csv."""
+        return Path(self.path).stem or "data"
+
+    @field_validator("features")
+    @classmethod
+    def _distinct_features(cls, features: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if features is None:
+            return features
+        repeated = sorted({f for f in features if features.count(f) > 1})
+        if repeated:
+            raise PydanticCustomError("features", "column(s) named twice: {names}", {"names": ", ".join(repeated)})
+        target = info.data.get("target")
+        if target in features:
+            raise PydanticCustomError(
+                "features", "the target '{target}' is among the features; list only predictors",
+                {"target": target},
+            )
+        return features
+
+
+def _data_kind(value: Any) -> str:
+    """The union's tag: a dict's `source`, "generated" when absent (parameters saved before files existed)."""
+    if isinstance(value, dict):
+        return value.get("source", "generated")
+    return getattr(value, "source", "generated")
+
+
+def _data_schema(schema: dict) -> None:
+    """The union as the deployment form and the server read it.
+
+    `oneOf` lets the form offer both kinds. The if/then/else picks the branch by
+    `source`, so the server's message names the field at fault ("run.data.target is
+    a required property") rather than "not valid under any of the given schemas".
+    """
+    generated, file = schema["oneOf"]
+    schema["if"] = {"properties": {"source": {"const": "file"}}, "required": ["source"]}
+    schema["then"], schema["else"] = file, generated
+
+
+RunData = Annotated[
+    Union[Annotated[DataSpec, Tag("generated")], Annotated[FileData, Tag("file")]],
+    Discriminator(_data_kind),
+]
 
 
 class Timeouts(FrozenModel):
@@ -92,13 +168,16 @@ def _default_solvers() -> list[str]:
     return list(SOLVERS)
 
 
-__all__ = ["DataSpec", "SolverSpec", "SolverOverrides", "Timeouts", "RunSpec", "DEVICE_HELP"]
+__all__ = ["DataSpec", "FileData", "RunData", "SolverSpec", "SolverOverrides", "Timeouts", "RunSpec", "DEVICE_HELP"]
 
 
 class RunSpec(FrozenModel):
     """Everything one pipeline run needs."""
 
-    data: DataSpec = Field(default_factory=DataSpec)
+    data: RunData = Field(
+        default_factory=DataSpec, description="generated data (the default), or a file of your own",
+        json_schema_extra=_data_schema,
+    )
     solvers: list[str] = Field(
         default_factory=_default_solvers, description="solver names to train", json_schema_extra=_solver_enum
     )
@@ -125,9 +204,26 @@ class RunSpec(FrozenModel):
     fit_intercept: bool = Field(
         True, description="fit y = b + x·w; false fits y = x·w with every solver (bias reported as 0.0, R² uncentred)"
     )
+    scale: Literal["auto", "none", "standard"] = Field(
+        "auto", description="iterative solvers on standardised features and target (standard) or as given (none); "
+                            "auto: standard for file data, none for generated data (the tutorial's exact fits)"
+    )
+
+    @property
+    def from_file(self) -> bool:
+        return isinstance(self.data, FileData)
+
+    @property
+    def scaling(self) -> Literal["none", "standard"]:
+        """`scale` with "auto" decided: standard for a user's file, none for generated data."""
+        if self.scale != "auto":
+            return self.scale
+        return "standard" if self.from_file else "none"
 
     def label(self, device: str | None = None) -> str:
-        """A short name for runs of this spec, e.g. `n1000-d1-seed42-cpu`."""
+        """A short name for runs of this spec, e.g. `n1000-d1-seed42-cpu`, or `longley-employed-cpu` for a file."""
+        if isinstance(self.data, FileData):
+            return f"{self.data.name}-{self.data.target}-{device or self.device}"
         return f"n{self.data.n}-d{self.data.d}-seed{self.data.seed}-{device or self.device}"
 
     def solver_spec(self, name: str, device: str) -> SolverSpec:

@@ -1,4 +1,5 @@
-"""Generate and persist the dataset, or reuse the file already made for the same spec."""
+"""Prepare the run's data: generate and persist it (or reuse the file made for the same spec),
+or check and ingest a user's table; and the scaling the iterative solvers fit under."""
 
 import os
 from pathlib import Path
@@ -6,8 +7,13 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from linreg.specs import DataSpec
-from linreg.storage import DEFAULT_MEMORY_BUDGET, DatasetError, DatasetRef, ensure_dataset
+from linreg.moments import accumulate
+from linreg.scaling import Scaling
+from linreg.specs import DataSpec, FileData
+from linreg.storage import (
+    DEFAULT_MEMORY_BUDGET, DataRef, DatasetError, DatasetRef, TableRef, ensure_dataset, ingest_table, open_data,
+    table_ref,
+)
 from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
 
@@ -42,3 +48,29 @@ def prepare_dataset(spec: DataSpec, root: Path) -> DatasetRef:
         ref, reused = ensure_dataset(spec, root, interruptible(progress), memory_budget())
     get_run_logger().info("%s dataset %s (sha256 %s)", "reused" if reused else "wrote", ref.path, ref.sha256[:12])
     return ref
+
+
+@task(name="ingest-table", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io_error,
+      cache_policy=NO_CACHE)  # the conversion is named by the file's sha256: the library is the cache
+def prepare_table(data: FileData, root: Path, fit_intercept: bool = True) -> TableRef:
+    """Check a user's table and convert a CSV once to parquet under `root/datasets/` (a parquet is read in place).
+
+    Raises:
+        TableError: one line naming the file and the column, row or count at fault; nothing is written.
+    """
+    table = ingest_table(data.path, data.target, data.features, root, data.drop_missing)
+    ref = table_ref(table, data.seed, data.holdout, fit_intercept)
+    log = get_run_logger()
+    log.info("%s %s: %d rows (%d dropped), target %s, features %s; sha256 %s",
+             "converted" if table.converted else "read in place", table.source, table.rows, table.rows_dropped,
+             table.target, ", ".join(table.features), table.source_sha256[:12])
+    if ref.n_holdout:
+        log.info("holdout: %d of %d rows, used by no solver", ref.n_holdout, table.rows)
+    return ref
+
+
+@task(name="fit-scaling", cache_policy=NO_CACHE)
+def fit_scaling(ref: DataRef, fit_intercept: bool = True) -> Scaling:
+    """Means and spreads of the training rows (one pass), for the iterative solvers' standard scaling."""
+    data = open_data(ref, memory_budget())
+    return Scaling.of(accumulate(data.iter_chunks(), ref.d), fit_intercept)

@@ -2,33 +2,63 @@
 
 from pathlib import Path
 
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from linreg.evaluate import RunSummary
-from linreg.plots import MAX_POINTS, figure_png, plot_fits, plot_losses
+from linreg.plots import (
+    MAX_POINTS, figure_png, plot_coefficients, plot_fits, plot_losses, plot_predicted_vs_actual, plot_residuals,
+)
 from linreg.report import render_markdown, summary_rows
 from linreg.results import compare, previous_run
 from linreg.solvers import FitResult
-from linreg.storage import DatasetRef, open_dataset, run_dir, write_bytes, write_csv, write_text
+from linreg.solvers.registry import REFERENCE
+from linreg.storage import DataRef, open_data, run_dir, write_bytes, write_csv, write_text
 from tasks.dataset import memory_budget, retry_on_io_error
 
-FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves"}
+FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves",
+           "predicted.png": "Predicted against actual", "residuals.png": "Residuals of the reference fit",
+           "coefficients.png": "Coefficients by solver"}
+
+
+def table_figures(summary: RunSummary, fits: list[FitResult], x: np.ndarray, y: np.ndarray) -> dict[str, bytes]:
+    """The figures a user's table adds, whose features have names and no truth: predictions against
+    the actual target, the reference's residuals, and every solver's coefficients beside the reference's."""
+    ds = summary.dataset
+    target = ds.target or "y"
+    ok = [f for f in fits if np.isfinite(f.coef).all()]
+    predictions = {f.solver: f.intercept + x @ f.coef for f in ok}
+    pngs = {"predicted.png": figure_png(plot_predicted_vs_actual(y, predictions, target))}
+    reference = next((f for f in fits if f.solver == REFERENCE), None)
+    if reference is not None and np.isfinite(reference.coef).all():
+        fitted = reference.intercept + x @ reference.coef
+        pngs["residuals.png"] = figure_png(plot_residuals(fitted, y - fitted, target))
+        rows = {c.parameter: c for c in summary.coefficients or []}
+        names = ds.names
+        low = np.array([rows[n].ci_low if n in rows else np.nan for n in names])
+        high = np.array([rows[n].ci_high if n in rows else np.nan for n in names])
+        pngs["coefficients.png"] = figure_png(plot_coefficients(
+            names, {f.solver: f.coef for f in fits if f.solver != REFERENCE}, reference.coef, low, high))
+    return pngs
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io_error)
-def publish_run(summary: RunSummary, fits: list[FitResult], ref: DatasetRef, root: Path) -> Path:
+def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: Path) -> Path:
     """Save summary.json, summary.csv and the PNGs under runs/<run-id>/, then the artifacts.
 
     The report compares the run with the previous one on the same data under `root`, if any.
     """
     folder = run_dir(root, summary.run_id)
-    sample_x, sample_y = open_dataset(ref, memory_budget()).head(MAX_POINTS)
+    sample_x, sample_y = open_data(ref, memory_budget()).head(MAX_POINTS)
+    names, target = summary.dataset.features, summary.dataset.target or "y"
     pngs = {
-        "fits.png": figure_png(plot_fits(sample_x, sample_y, fits)),
+        "fits.png": figure_png(plot_fits(sample_x, sample_y, fits, names, target)),
         "losses.png": figure_png(plot_losses(fits)),
     }
+    if summary.dataset.source == "file":
+        pngs.update(table_figures(summary, fits, sample_x, sample_y))
     for name, png in pngs.items():
         write_bytes(folder / name, png)
     rows = summary_rows(summary)

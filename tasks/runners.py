@@ -58,13 +58,13 @@ class ThreadsSettingTorch(ThreadPoolTaskRunner):
         set_torch_threads(self.torch_threads)
 
 
-def task_runner_for(run: RunSpec) -> TaskRunner:
+def task_runner_for(run: RunSpec, elements: int | None = None) -> TaskRunner:
     """threads: a pool of one thread per core; processes: one process per core, each
     setting its torch threads once; dask: an existing scheduler at `dask_address`,
-    else a temporary LocalCluster."""
+    else a temporary LocalCluster. `elements`: n·d of the data (generated data's by default)."""
     if run.runner == "processes":
         return ProcessPoolTaskRunner(
-            max_workers=cores(), initializer=set_torch_threads, initargs=(intra_op_threads(run),)
+            max_workers=cores(), initializer=set_torch_threads, initargs=(intra_op_threads(run, elements),)
         )
     if run.runner == "dask":
         from prefect_dask import DaskTaskRunner  # deferred: dask is only paid for when used
@@ -72,14 +72,14 @@ def task_runner_for(run: RunSpec) -> TaskRunner:
         if run.dask_address:
             return DaskTaskRunner(address=run.dask_address)
         return DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": cores()})
-    return ThreadsSettingTorch(max_workers=cores(), torch_threads=intra_op_threads(run))
+    return ThreadsSettingTorch(max_workers=cores(), torch_threads=intra_op_threads(run, elements))
 
 
 def uses_torch(run: RunSpec) -> bool:
     return any(SOLVERS[name].uses_torch for name in run.solvers)
 
 
-def intra_op_threads(run: RunSpec) -> int | None:
+def intra_op_threads(run: RunSpec, elements: int | None = None) -> int | None:
     """Torch intra-op threads per training process, so that concurrent tasks do not oversubscribe the cores.
 
     threads: the pool runs at most `cores` tasks at once in this process, which share the setting.
@@ -91,11 +91,14 @@ def intra_op_threads(run: RunSpec) -> int | None:
     if run.runner == "dask" or not uses_torch(run):
         return None
     torch_tasks = sum(SOLVERS[name].uses_torch for name in run.solvers)
-    return torch_threads(run.data.n * run.data.d, concurrent_tasks=min(torch_tasks, cores()))
+    if elements is None:
+        elements = run.data.n * run.data.d
+    return torch_threads(elements, concurrent_tasks=min(torch_tasks, cores()))
 
 
-def costliest_first(run: RunSpec) -> list[str]:
+def costliest_first(run: RunSpec, n: int | None = None) -> list[str]:
     """The run's solvers, longest expected fit first, so that it starts at once and the
-    short ones fill the other cores (the longest fit bounds the wall time)."""
-    cost = {name: SOLVERS[name].relative_cost(run.data.n, run.solver_spec(name, "cpu")) for name in run.solvers}
+    short ones fill the other cores (the longest fit bounds the wall time). `n`: rows (generated data's by default)."""
+    n = run.data.n if n is None else n
+    cost = {name: SOLVERS[name].relative_cost(n, run.solver_spec(name, "cpu")) for name in run.solvers}
     return sorted(run.solvers, key=lambda name: -cost[name])

@@ -8,9 +8,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
 from linreg.devices import resolve_device
+from linreg.scaling import Scaling, ScaledSource
 from linreg.solvers import SOLVERS, FitResult
 from linreg.solvers.base import SolverSpec, failed_result
-from linreg.storage import DatasetRef, open_dataset
+from linreg.storage import DataRef, open_data
 from tasks.dataset import memory_budget
 from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
@@ -31,15 +32,25 @@ def dask_worker_address() -> str | None:
 # a failed fit is a result, not a blip.
 @task(name="train", cache_policy=NO_CACHE, persist_result=False, retries=0)
 def train_solver(
-    ref: DatasetRef, solver: str, spec: SolverSpec, fit_seconds: float | None = None, run_deadline: float | None = None
+    ref: DataRef, solver: str, spec: SolverSpec, fit_seconds: float | None = None, run_deadline: float | None = None,
+    scaling: Scaling | None = None,
 ) -> FitResult:
-    """Fit one solver; it stops with FitTimedOut past `fit_seconds` or the run's deadline (epoch seconds)."""
+    """Fit one solver; it stops with FitTimedOut past `fit_seconds` or the run's deadline (epoch seconds).
+
+    With `scaling`, an iterative solver fits standardised data and its result is given
+    back in the original units (`linreg.scaling`); the closed form always fits the data as it is.
+    """
     info = SOLVERS[solver]
     spec = spec.model_copy(update={"device": resolve_device(spec.device)})  # on the machine that runs it
-    data = open_dataset(ref, memory_budget())  # in memory within the budget, else streamed one row group at a time
+    data = open_data(ref, memory_budget())  # in memory within the budget, else streamed one row group at a time
+    scaled = scaling is not None and info.iterative
+    if scaled:
+        data = ScaledSource(data, scaling)
     key = f"linreg-train-{solver.replace('_', '-')}-progress"
     with rows_progress(info.rows_streamed(data, spec), f"{solver}: rows streamed", key=key) as progress:
         fit = info.fit(data, spec, progress=interruptible(progress, fit_seconds, run_deadline))
+    if scaled:
+        fit = scaling.unscale(fit)
     return replace(fit, worker=dask_worker_address())
 
 
@@ -57,14 +68,14 @@ def routing_tags(solver: str, device: str) -> set[str]:
 
 
 def submit_training(
-    ref: DatasetRef, solver: str, spec: SolverSpec, dask: bool,
-    fit_seconds: float | None = None, run_deadline: float | None = None,
+    ref: DataRef, solver: str, spec: SolverSpec, dask: bool,
+    fit_seconds: float | None = None, run_deadline: float | None = None, scaling: Scaling | None = None,
 ) -> PrefectFuture:
     """Submit one solver. Under Dask, `cuda` tasks ask for a worker resource GPU=1, so only
     workers started with `--resources GPU=1` run them."""
     tags = routing_tags(solver, spec.device)
     task = train_solver.with_options(task_run_name=f"train-{solver}", tags=tags)
-    args = (ref, solver, spec, fit_seconds, run_deadline)
+    args = (ref, solver, spec, fit_seconds, run_deadline, scaling if SOLVERS[solver].iterative else None)
     if dask and "cuda" in tags:
         import dask as dask_config  # deferred: dask is only paid for when used
 

@@ -16,7 +16,7 @@ log = logging.getLogger("linreg.storage")
 
 def spec_digest(spec: DataSpec) -> str:
     """A short stable name for a spec: the same spec always maps to the same file."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+    return hashlib.sha256(spec.model_dump_json(exclude={"source"}).encode()).hexdigest()[:16]  # as before files existed
 
 
 def dataset_path(root: Path, spec: DataSpec) -> Path:

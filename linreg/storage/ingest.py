@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from linreg.data import CHUNK_ROWS
+from linreg.data import CHUNK_ROWS, SourceSpec, holdout_count, holdout_mask
 from linreg.storage.atomic import atomic_path, sha256_file
 from linreg.storage.parquet import DatasetError
 from linreg.storage.source import DEFAULT_MEMORY_BUDGET
@@ -559,20 +559,27 @@ def _csv_batches(path: Path, columns: list[str], block_bytes: int, on_error) -> 
         raise on_error(exc, rows) from None
 
 
-def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: Path, drop_missing: bool,
-                block_bytes: int) -> TableDataset:
+def _csv_columns(path: Path, target: str, features: list[str] | None,
+                 block_bytes: int) -> tuple[list[str], list[str], dict[str, pa.DataType]]:
+    """The header's names, the features chosen and the first block's types; refuses a text column."""
     _sniff_text(path)
     schema = _csv_header(path, block_bytes)
     names = schema.names
     features = choose_columns(path, names, target, features)
     types = {f.name: f.type for f in schema}
-    columns = [*features, target]
-    for column in columns:
+    for column in [*features, target]:
         # `null`: the first block is empty in that column; the full read will tell.
         if not (_is_numeric(types[column]) or pa.types.is_null(types[column])):
             first = _first_text_value(path, column, block_bytes)
             where = f": {first[1]!r} at data row {first[0]}" if first else ""
             raise _non_numeric_error(path, column, str(types[column]), names, target, types, where)
+    return names, features, types
+
+
+def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: Path, drop_missing: bool,
+                block_bytes: int) -> TableDataset:
+    names, features, types = _csv_columns(path, target, features, block_bytes)
+    columns = [*features, target]
     source_sha256 = sha256_file(path)
     out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
     meta = _reusable(out, source_sha256, target, features, drop_missing)
@@ -635,8 +642,9 @@ def _scan_parquet(root: Path, files: list[Path], columns: list[str], drop_missin
     return checks
 
 
-def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | None, data_root: Path,
-                    drop_missing: bool) -> TableDataset:
+def _parquet_columns(path: Path, kind: str, target: str,
+                     features: list[str] | None) -> tuple[list[Path], list[str], dict[str, pa.DataType]]:
+    """The files, the features chosen and the columns' types, from the footers only; refuses a text column."""
     files = parquet_files(path) if kind == "folder" else [path]
     readers = [_parquet_file(f) for f in files]
     schema = readers[0].schema_arrow
@@ -646,13 +654,19 @@ def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | No
             raise TableError(f, f"columns {', '.join(reader.schema_arrow.names)} differ from "
                                 f"{files[0].name}'s: {', '.join(names)}")
     features = choose_columns(path, names, target, features)
-    columns = [*features, target]
     types = {f.name: f.type for f in schema}
     for f, reader in zip(files, readers):
-        for column in columns:
+        for column in [*features, target]:
             dtype = reader.schema_arrow.field(column).type
             if not _is_numeric(dtype):
                 raise _non_numeric_error(f, column, str(dtype), names, target, types)
+    return files, features, types
+
+
+def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | None, data_root: Path,
+                    drop_missing: bool) -> TableDataset:
+    files, features, types = _parquet_columns(path, kind, target, features)
+    columns = [*features, target]
     source_sha256 = _folder_sha256(path, files) if kind == "folder" else sha256_file(path)
     checks = _scan_parquet(path, files, columns, drop_missing)
     row_word = "data rows count from 1" + (" in each file" if kind == "folder" else "")
@@ -687,6 +701,25 @@ def _write_cleaned(path: Path, files: list[Path], columns: list[str], table: Tab
 # The entry points
 
 
+def check_columns(path: Path | str, target: str, features: list[str] | None = None, *,
+                  block_bytes: int = CSV_BLOCK_BYTES) -> list[str]:
+    """The cheap part of `ingest_table`'s checks, for a command line to refuse at once: the file is
+    there and is CSV or parquet, the columns exist, none is named twice, and their types are numeric
+    (a CSV's from its first block). Reads a CSV's header and first block, or parquet footers.
+
+    Returns:
+        The features, in order.
+
+    Raises:
+        TableError: one line naming the file and the column at fault.
+    """
+    path = Path(path).absolute()
+    kind = _table_kind(path)
+    if kind == "csv":
+        return _csv_columns(path, target, features, block_bytes)[1]
+    return _parquet_columns(path, kind, target, features)[1]
+
+
 def ingest_table(
     path: Path | str, target: str, features: list[str] | None = None, data_root: Path | str = Path("data"),
     drop_missing: bool = False, *, block_bytes: int = CSV_BLOCK_BYTES,
@@ -719,43 +752,77 @@ def ingest_table(
     return _ingest_parquet(path, kind, target, features, data_root, drop_missing)
 
 
+PARTS = ("all", "train", "holdout")
+
+
 @dataclass(frozen=True)
 class TableSource:
-    """A checked table as a solver reads it: a `linreg.data.DataSource` with named columns and no spec.
+    """A checked table as a solver reads it: a `linreg.data.DataSource` with named columns.
 
     x is (k, d) float64 in feature order and y (k,) float64; only the chosen
     columns are read. Held in memory when x and y fit `memory_budget` bytes, else
     read one row group at a time; every chunk is checked for non-finite values.
+    With a holdout, `part` picks the rows: "train" (those no solver may see held
+    out), "holdout" (only those) or "all" (`linreg.data.holdout_mask` decides).
 
     Attributes:
         table: what `ingest_table` returned.
         memory_budget: bytes of x and y that may be held at once.
-        seed: for solvers that shuffle (there is no spec to take it from).
+        seed: for solvers that draw (initial values, shuffles) and for the holdout split.
+        holdout: the fraction of rows held out, [0, 1).
+        part: "all", "train" or "holdout".
     """
 
     table: TableDataset
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     seed: int = 0
+    holdout: float = 0.0
+    part: str = "all"
     _groups: tuple = field(init=False, repr=False, compare=False)
+    _starts: tuple = field(init=False, repr=False, compare=False)
+    _rows: int = field(init=False, repr=False, compare=False)
     _held: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if self.part not in PARTS:
+            raise ValueError(f"part: {self.part!r} is not one of {', '.join(PARTS)}")
         root = Path(self.table.path)
         files = parquet_files(root) if root.is_dir() else [root]
-        groups = []
+        groups, starts, start = [], [], 0
         for f in files:
             reader = _parquet_file(f)
-            groups += [(f, i) for i in range(reader.num_row_groups) if reader.metadata.row_group(i).num_rows]
+            for i in range(reader.num_row_groups):
+                rows = reader.metadata.row_group(i).num_rows
+                if rows:
+                    groups.append((f, i))
+                    starts.append(start)
+                    start += rows
         object.__setattr__(self, "_groups", tuple(groups))
+        object.__setattr__(self, "_starts", tuple(starts))
+        rows = self.table.rows
+        if self._splits:
+            held_out = holdout_count(rows, self.holdout, self.seed)
+            rows = held_out if self.part == "holdout" else rows - held_out
+        object.__setattr__(self, "_rows", rows)
         object.__setattr__(self, "_held", [])
 
     @property
+    def _splits(self) -> bool:
+        return self.holdout > 0.0 and self.part != "all"
+
+    @property
     def n(self) -> int:
-        return self.table.rows
+        """Rows of this part."""
+        return self._rows
 
     @property
     def d(self) -> int:
         return self.table.d
+
+    @property
+    def spec(self) -> SourceSpec:
+        """n, d and seed: what a solver's draws are seeded from."""
+        return SourceSpec(n=self.n, d=self.d, seed=self.seed)
 
     @property
     def feature_names(self) -> list[str]:
@@ -770,7 +837,8 @@ class TableSource:
         """Non-empty row groups over all files: the chunks `iter_row_groups` can visit in any order."""
         return len(self._groups)
 
-    def _xy(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    def _xy(self, batch: pa.RecordBatch | pa.Table, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of `batch`, whose first row is the table's row `start`, restricted to this part."""
         features = self.table.features
         if len(features) == 1:
             x = _float64(_contiguous(batch.column(features[0]))).reshape(-1, 1)
@@ -779,11 +847,16 @@ class TableSource:
         y = _float64(_contiguous(batch.column(self.table.target)))
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise TableError(self.table.path, "non-finite values: the file changed since it was ingested")
+        if self._splits:
+            keep = holdout_mask(start, len(y), self.holdout, self.seed)
+            if self.part == "train":
+                keep = ~keep
+            x, y = x[keep], y[keep]
         return x, y
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(x (n, d), y (n,)) when they fit the memory budget (read once, then kept), else None."""
-        if self.n * (self.d + 1) * 8 > self.memory_budget:
+        if self.table.rows * (self.d + 1) * 8 > self.memory_budget:
             return None
         if not self._held:
             with _read_errors(self.table.path):
@@ -798,12 +871,16 @@ class TableSource:
             for start in range(0, self.n, rows):
                 yield held[0][start : start + rows], held[1][start : start + rows]
             return
+        start = 0
         for f in _in_order(self._groups):
             with _read_errors(f):
                 batches = _reader(f).iter_batches(batch_size=rows, columns=self.table.columns)
                 for batch in batches:
                     if batch.num_rows:
-                        yield self._xy(batch)
+                        x, y = self._xy(batch, start)
+                        start += batch.num_rows
+                        if len(y):
+                            yield x, y
 
     def iter_row_groups(self, order: Iterable[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (x, y) of each row group in `order` (indices into range(row_groups))."""
@@ -812,7 +889,7 @@ class TableSource:
             f, group = self._groups[int(index)]
             with _read_errors(f):
                 group_table = readers.setdefault(f, _reader(f)).read_row_group(group, columns=self.table.columns)
-            yield self._xy(group_table)
+            yield self._xy(group_table, self._starts[int(index)])
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` rows (all, when there are fewer)."""
@@ -823,6 +900,8 @@ class TableSource:
             count += len(ys[-1])
             if count >= rows:
                 break
+        if not xs:
+            return np.empty((0, self.d)), np.empty(0)
         return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -851,12 +930,13 @@ def _in_order(groups: tuple) -> list[Path]:
 
 
 def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, seed: int = 0,
-               verify: bool = True) -> TableSource:
+               verify: bool = True, holdout: float = 0.0, part: str = "all") -> TableSource:
     """A reader over an ingested table, after checking that its parquet is still what was ingested.
 
     Args:
         memory_budget: bytes of x and y that may be held in memory; more is streamed by row group.
-        seed: the source's seed, for solvers that shuffle.
+        seed: the source's seed, for solvers that draw, and for the holdout split.
+        holdout, part: the fraction of rows held out, and which rows to read (`TableSource`).
         verify: check that the data is what was ingested: a source read in place by its
             sha256 (one read of it), a conversion by the table its footer records.
 
@@ -873,7 +953,7 @@ def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, 
     elif verify and data_sha256(path) != table.source_sha256:
         raise TableError(path, f"sha256 differs from the one ingested ({table.source_sha256[:12]}...): "
                                "the file changed; ingest it again")
-    source = TableSource(table=table, memory_budget=memory_budget, seed=seed)
+    source = TableSource(table=table, memory_budget=memory_budget, seed=seed, holdout=holdout, part=part)
     rows = sum(pq.ParquetFile(f).metadata.row_group(g).num_rows for f, g in source._groups)
     if rows != table.rows:
         raise TableError(path, f"{rows} rows, {table.rows} ingested: the file changed; ingest it again")

@@ -41,6 +41,14 @@ class DatasetRef(BaseModel):
     sha256: str
     spec: DataSpec
 
+    @property
+    def n(self) -> int:
+        return self.spec.n
+
+    @property
+    def d(self) -> int:
+        return self.spec.d
+
 
 def feature_names(d: int) -> list[str]:
     return [f"x{i}" for i in range(d)]
