@@ -1,0 +1,285 @@
+"""A user's own table through the parameters, the command line, the solvers and the flow.
+
+The ingest itself (every refusal, streaming, conversion once) is tested in test_ingest.py,
+the statsmodels-style table's maths in test_inference.py; here they are wired together.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from flows import cli
+from linreg.data import holdout_count, holdout_mask
+from linreg.least_squares import solve_least_squares
+from linreg.moments import accumulate
+from linreg.scaling import Scaling, ScaledSource
+from linreg.solvers import SOLVERS
+from linreg.specs import DataSpec, FileData, RunSpec
+from linreg.storage import ingest_table, open_data, table_ref
+
+ROOT = Path(__file__).resolve().parents[1]
+LONGLEY = ROOT / "data" / "examples" / "longley.csv"
+FEATURES = ["gnp_deflator", "gnp", "unemployed", "armed_forces", "population", "year"]
+
+
+def file_data(**fields) -> dict:
+    return {"source": "file", "path": str(LONGLEY), "target": "employed", **fields}
+
+
+# --- the parameters ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.linreg_flow import linreg_flow
+
+    return parameter_schema(linreg_flow).model_dump_for_openapi()
+
+
+def prefect_message(params: dict, schema: dict) -> str:
+    """What the server answers a deployment run with these parameters (its own validator)."""
+    from prefect.utilities.schema_tools.validation import ValidationError as SchemaError
+    from prefect.utilities.schema_tools.validation import validate
+
+    with pytest.raises(SchemaError) as refused:
+        validate(params, schema, raise_on_error=True)
+    return str(refused.value)
+
+
+def test_the_data_parameter_is_either_kind_and_old_parameters_still_mean_generated_data(schema):
+    assert isinstance(RunSpec().data, DataSpec)
+    assert isinstance(RunSpec(data={"n": 5}).data, DataSpec)  # saved before files existed: no `source`
+    spec = RunSpec(data=file_data(features=["gnp", "year"], holdout=0.25))
+    assert isinstance(spec.data, FileData) and spec.data.features == ["gnp", "year"]
+    assert spec.scaling == "standard" and RunSpec().scaling == "none"  # auto, decided by the kind
+    assert RunSpec(data=file_data(), scale="none").scaling == "none"
+    assert spec.label("cpu") == "longley-employed-cpu"
+    for params in ({"run": {"data": file_data()}}, {"run": {"data": {"n": 5}}}, {"run": {"data": file_data(),
+                                                                                        "scale": "standard"}}):
+        jsonschema.validate(params, schema)
+    union = schema["definitions"]["RunSpec"]["properties"]["data"]
+    assert [branch["$ref"].rsplit("/", 1)[-1] for branch in union["oneOf"]] == ["DataSpec", "FileData"]
+
+
+BAD_FILE_DATA = {
+    "no target": ({"source": "file", "path": "x.csv"}, "'target' is a required property", ("data", "file", "target")),
+    "holdout above 0.9": (file_data(holdout=0.95), "'run.data.holdout'", ("data", "file", "holdout")),
+    "generated field": (file_data(n=5), "'n' was unexpected", ("data", "file", "n")),
+    "empty features": (file_data(features=[]), "'run.data.features'", ("data", "file", "features")),
+    "unknown source": ({"source": "sql"}, "not valid under any", ("data",)),
+}
+
+
+@pytest.mark.parametrize("data, server_says, loc", BAD_FILE_DATA.values(), ids=BAD_FILE_DATA.keys())
+def test_the_server_and_pydantic_refuse_bad_file_data_naming_the_field(schema, data, server_says, loc):
+    params = {"run": {"data": data}}
+    assert server_says in prefect_message(params, schema)
+    with pytest.raises(ValidationError) as refused:
+        RunSpec(**params["run"])
+    assert refused.value.errors()[0]["loc"][: len(loc)] == loc
+
+
+def test_generated_data_errors_still_name_their_field_on_the_server(schema):
+    message = prefect_message({"run": {"data": {"n": 0}}}, schema)
+    assert "'run.data.n'" in message and "less than the minimum of 1" in message
+
+
+def test_pydantic_refuses_the_target_among_the_features():
+    with pytest.raises(ValidationError, match="the target 'employed' is among the features"):
+        RunSpec(data=file_data(features=["gnp", "employed"]))
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def cli_spec(*argv: str) -> RunSpec:
+    return cli.build_run_spec(cli._parser().parse_args(["run", *argv]))
+
+
+def test_the_cli_builds_file_data_with_an_absolute_path_and_named_features(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = cli_spec("--data", "data/examples/longley.csv", "--target", "employed", "--features", "gnp,year",
+                    "--holdout", "0.25", "--seed", "7", "--no-intercept", "--scale", "none")
+    assert spec.data == FileData(path=str(LONGLEY), target="employed", features=["gnp", "year"], holdout=0.25,
+                                 seed=7)
+    assert spec.fit_intercept is False and spec.scaling == "none"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", str(LONGLEY), "--target", "employed", "--n", "5", "--noise", "0"],
+     "--data and --n cannot be used together: --n, --noise describe generated data"),
+    (["--data", str(LONGLEY), "--target", "employed", "--weights", "1,2"], "--data and --weights"),
+    (["--data", str(LONGLEY)], "--target: required with --data"),
+    (["--target", "employed"], "--target: only with --data PATH"),
+    (["--holdout", "0.2"], "--holdout: only with --data PATH"),
+    (["--drop-missing"], "--drop-missing: only with --data PATH"),
+    (["--data", str(LONGLEY), "--target", "employed", "--holdout", "1"], "--holdout: must be in [0.0, 0.9]"),
+    (["--data", str(LONGLEY), "--target", "employed", "--scale", "max"], "--scale: Input should be"),
+    (["--data", str(LONGLEY), "--target", "employd"], "--data: " + str(LONGLEY) + ": unknown target column 'employd'"),
+    (["--data", str(LONGLEY), "--target", "employed", "--features", "gnp,gdp"], "unknown feature column 'gdp'"),
+    (["--data", str(LONGLEY), "--target", "employed", "--features", "gnp,employed"],
+     "--features: the target 'employed' is among the features"),
+    (["--data", "no-such-file.csv", "--target", "y"], "no-such-file.csv: no such file or folder"),
+])
+def test_the_cli_refuses_bad_options_in_one_line_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = cli.main(["run", *argv, "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err, err
+    assert err.count("\n") == 1 and not out.exists()  # one line; nothing written
+
+
+def test_a_text_column_is_refused_before_prefect_with_a_hint(tmp_path, capsys):
+    table = tmp_path / "cars.csv"
+    table.write_text("mpg,name,weight\n21.0,mazda,2.62\n22.8,datsun,2.32\n21.4,hornet,3.215\n")
+    status = cli.main(["run", "--data", str(table), "--target", "mpg", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2 and "column 'name' is not numeric" in err and "--features weight" in err, err
+
+
+# --- the holdout split and the scaling -----------------------------------------------------------
+
+def test_the_holdout_split_is_the_same_whole_or_by_chunk_and_seeded():
+    whole = holdout_mask(0, 100_000, 0.2, seed=3)
+    chunks = np.concatenate([holdout_mask(s, 7_000, 0.2, seed=3)[: max(0, min(7_000, 100_000 - s))]
+                             for s in range(0, 100_000, 7_000)])
+    assert np.array_equal(whole, chunks)
+    assert abs(whole.mean() - 0.2) < 0.01  # binomial: sd 0.0013
+    assert holdout_count(100_000, 0.2, 3, block=4_096) == whole.sum()
+    assert not np.array_equal(whole, holdout_mask(0, 100_000, 0.2, seed=4))
+    assert not holdout_mask(0, 1000, 0.0, seed=3).any()
+
+
+@pytest.fixture(scope="module")
+def longley(tmp_path_factory):
+    return ingest_table(LONGLEY, "employed", data_root=tmp_path_factory.mktemp("root"))
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 64], ids=["in memory", "streamed"])
+def test_held_out_rows_are_in_no_fit_and_train_plus_holdout_is_the_table(longley, budget):
+    ref = table_ref(longley, seed=5, holdout=0.3)
+    train, held, whole = (open_data(ref, budget, part) for part in ("train", "holdout", "all"))
+    rows = lambda source: {tuple(r) for x, y in source.iter_chunks(5) for r in np.column_stack([x, y])}
+    assert ref.n_holdout == held.n > 0 and train.n == ref.n == 16 - ref.n_holdout
+    assert rows(train) | rows(held) == rows(whole) and not rows(train) & rows(held)
+    assert len(rows(train)) == train.n and train.spec.n == train.n and train.spec.seed == 5
+
+
+def test_a_holdout_that_leaves_too_few_rows_is_refused(longley):
+    from linreg.storage import TableError
+
+    with pytest.raises(TableError, match="leaves .* rows to fit 7 parameters"):
+        table_ref(longley, seed=0, holdout=0.9)
+    with pytest.raises(TableError, match="holds out no row of 16"):
+        table_ref(longley, seed=0, holdout=0.001)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_a_fit_on_standardised_data_maps_back_to_the_original_units(longley, fit_intercept):
+    """The least-squares fit is invariant under the scaling: solved on the standardised data and
+    mapped back, it is the fit on the data as given (Longley: condition 4e4, so to ~9 digits)."""
+    data = open_data(table_ref(longley, seed=0))
+    scaling = Scaling.of(accumulate(data.iter_chunks(), data.d), fit_intercept)
+    scaled = ScaledSource(data, scaling)
+    x, y = scaled.arrays()
+    if fit_intercept:
+        assert np.allclose(x.mean(axis=0), 0, atol=1e-12) and np.allclose(x.std(axis=0), 1)
+    on_scaled = SOLVERS["closed_form"].fit(scaled, SOLVERS["closed_form"].defaults.model_copy(
+        update={"fit_intercept": fit_intercept}))
+    direct = solve_least_squares(accumulate(data.iter_chunks(), data.d), data.iter_chunks, fit_intercept)
+    back = scaling.unscale(on_scaled)
+    assert np.allclose(back.coef, direct.coef, rtol=1e-7) and math.isclose(back.intercept, direct.intercept,
+                                                                           rel_tol=1e-7, abs_tol=1e-6)
+
+
+# --- through the flow ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def statsmodels_longley():
+    sm = pytest.importorskip("statsmodels.api")
+    frame = pd.read_csv(LONGLEY)
+    return sm.OLS(frame["employed"], sm.add_constant(frame[FEATURES])).fit()
+
+
+@pytest.mark.flow
+def test_longley_through_the_flow_names_every_weight_and_matches_statsmodels(
+        prefect_server, tmp_path, statsmodels_longley):
+    from flows.linreg_flow import linreg_flow
+    from linreg.report import console_table, render_markdown
+    from linreg.storage import run_dir
+
+    run = RunSpec(output_dir=tmp_path / "out", device="cpu", data=file_data())
+    state = linreg_flow(run, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    ds = summary.dataset
+    assert (ds.source, ds.source_path, ds.target, ds.features, ds.rows, ds.n) == (
+        "file", str(LONGLEY), "employed", FEATURES, 16, 16)
+    assert ds.feature_dtypes == ["double", "int64", "int64", "int64", "int64", "int64"] and ds.converted
+    assert ds.weights is None and ds.bias is None and summary.scale == "standard"
+    # Every iterative solver ends ok, or diverged with its epoch and reason; its distance is reported.
+    for row in summary.results:
+        assert row.status in ("ok", "diverged"), row
+        if row.status == "diverged":
+            assert row.diverged_epoch is not None and "epoch" in row.message
+        assert len(row.weights) == 6 and math.isfinite(row.distance_to_closed_form)
+        assert math.isnan(row.bias_abs_error)  # no truth
+    # The reference's table against statsmodels' OLS on the same data.
+    ols = statsmodels_longley
+    table = {c.parameter: c for c in summary.coefficients}
+    assert list(table) == ["intercept", *FEATURES]
+    for name, sm_name in zip(table, ["const", *FEATURES]):
+        c = table[name]
+        for ours, theirs in ((c.coefficient, ols.params[sm_name]), (c.std_error, ols.bse[sm_name]),
+                             (c.t, ols.tvalues[sm_name]), (c.p_value, ols.pvalues[sm_name]),
+                             (c.ci_low, ols.conf_int().loc[sm_name, 0]), (c.ci_high, ols.conf_int().loc[sm_name, 1])):
+            assert math.isclose(ours, theirs, rel_tol=1e-6), (name, ours, theirs)
+    f = summary.fit_statistics
+    assert f.nobs == 16 and math.isclose(f.r_squared, ols.rsquared, rel_tol=1e-9)
+    assert math.isclose(f.adj_r_squared, ols.rsquared_adj, rel_tol=1e-9)
+    assert math.isclose(f.f_statistic, ols.fvalue, rel_tol=1e-6)
+    assert all(i.truth is None and i.covers_truth is None for i in summary.inference)
+    # What the user reads: weights under their columns' names, no truth columns.
+    text = console_table(summary)
+    assert all(name in text for name in FEATURES) and "truth" not in text
+    report = render_markdown(summary, {})
+    assert "| solver | bias | gnp_deflator | gnp |" in report and "covers_truth" not in report
+    folder = run_dir(run.output_dir, summary.run_id)
+    saved = json.loads((folder / "summary.json").read_text())
+    assert saved["dataset"]["sha256"] == ds.sha256 and saved["dataset"]["features"] == FEATURES
+    assert {"fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png"} <= {
+        p.name for p in folder.iterdir()}
+
+
+@pytest.mark.flow
+def test_a_parquet_is_read_in_place_with_a_holdout_and_history_knows_same_data(prefect_server, tmp_path):
+    from flows.linreg_flow import linreg_flow
+    from linreg.results import compare, previous_run
+
+    table = tmp_path / "longley.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.read_csv(LONGLEY)), table)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = {"source": "file", "path": str(table), "target": "employed", "features": ["year", "gnp"],
+            "holdout": 0.25, "seed": 3}
+    run = RunSpec(output_dir=tmp_path / "out", device="cpu", data=data, solvers=["closed_form", "numpy_gd"])
+    first = linreg_flow(run, return_state=True).result()
+    ds = first.dataset
+    assert ds.path == str(table) and not ds.converted and ds.features == ["year", "gnp"]
+    assert ds.n + ds.n_holdout == 16 and ds.n_holdout > 0
+    assert not (tmp_path / "out" / "datasets").exists()  # read in place: nothing copied
+    assert all(math.isfinite(r.holdout_mse) and math.isfinite(r.holdout_r2) for r in first.results)
+    assert first.coefficients[1].parameter == "year"  # the order given, not the file's
+    second = linreg_flow(run, return_state=True).result()
+    assert previous_run(run.output_dir, second).run_id == first.run_id
+    assert compare(first, second).same_data
+    other = linreg_flow(run.model_copy(update={"data": FileData(**{**data, "seed": 4})}), return_state=True).result()
+    assert not compare(second, other).same_data  # another holdout split is other data
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["out"])
