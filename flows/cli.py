@@ -136,7 +136,7 @@ def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED
         return data
     clash = [f"--{k}" for k in generated if getattr(args, k, None) is not None]
     if clash:
-        raise CliError(f"--data and {clash[0]} cannot be used together: {', '.join(clash)} describe generated "
+        raise CliError(f"--data and {clash[0]} cannot be used together: {', '.join(clash)} describe{'s' if len(clash) == 1 else ''} generated "
                        "data, and --data fits your own table")
     if args.target is None:
         raise CliError("--target: required with --data (the column to predict)")

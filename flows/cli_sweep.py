@@ -20,8 +20,10 @@ from tasks.interrupt import STOP
 # SweepSpec field -> the option a user typed
 OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
            "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size", "noise": "--noise", "bias": "--bias",
-           "runner": "--runner", "dask_address": "--dask-address", "output_dir": "--output-dir"}
+           "runner": "--runner", "dask_address": "--dask-address", "output_dir": "--output-dir",
+           "data": "--data", "scale": "--scale"}
 INTEGER_LISTS = ("n", "d", "seeds", "epochs")
+SWEEP_GENERATED = ("n", "d", "seeds", "noise", "bias")  # what --data cannot be given with
 LISTS = (*INTEGER_LISTS, "lr", "solvers", "devices")
 
 
@@ -42,6 +44,12 @@ def register(commands) -> None:
     sweep.add_argument("--runner", help="threads (default), processes or dask")
     sweep.add_argument("--dask-address", help="tcp://host:port of a Dask scheduler (with --runner dask)")
     sweep.add_argument("--output-dir", help="data root: datasets/ and runs/<sweep-id>/ go here (default data)")
+    sweep.add_argument("--scale", help="iterative cells on standardised data (standard) or as given (none); "
+                                       "default auto: standard with --data, none for generated data")
+    own = sweep.add_argument_group("your own data (instead of generated data: leave out --n, --d, --seeds, "
+                                   "--noise and --bias)")
+    cli.add_file_options(own)
+    own.add_argument("--seed", help="with --data: seed of the holdout split and the solvers' draws (default 42)")
     sweep.set_defaults(handler=main)
 
 
@@ -63,9 +71,12 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
         cli.CliError: naming the option and what it allows.
     """
     fields = {}
+    data = cli.data_fields(args, generated=SWEEP_GENERATED)
+    if args.data is not None:
+        fields["data"] = data
     for key in OPTIONS:
         value = getattr(args, key, None)
-        if value is None:
+        if value is None or key == "data":
             continue
         if key in LISTS:
             value = [_number(part, key in INTEGER_LISTS) for part in cli._split(value)]
@@ -79,6 +90,8 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
 def describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if loc[:1] == ["data"] and len(loc) > 1:  # a file option: as `linreg run` names it
+        return cli.describe(exc)
     # Errors of the whole model (no location) carry the field in their type.
     option = OPTIONS.get(loc[0] if loc else error["type"], "--n, --d, --seeds, --lr, --epochs")
     message = error["msg"].removeprefix("Value error, ")

@@ -7,11 +7,13 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.sweep import SweepSpec, cell_row, chunk_cells, count_statuses, data_specs, expand_grid, results_frame, skip_reason
-from tasks.dataset import prepare_dataset
+from linreg.sweep import (
+    SweepSpec, TableCells, cell_row, chunk_cells, count_statuses, data_specs, expand_grid, results_frame, skip_reason,
+)
+from tasks.dataset import fit_scaling, prepare_dataset, prepare_table
 from tasks.interrupt import raise_if_interrupted
 from tasks.runners import cores, set_torch_threads
-from tasks.sweep import publish_sweep, submit_cells, sweep_task_runner
+from tasks.sweep import publish_sweep, reference_fit, submit_cells, sweep_task_runner
 
 # Chunks per (dataset, device): twice the cores, so that a chunk that runs long is
 # balanced by the others, while each task's own cost (~0.1 s of API calls) is paid
@@ -29,17 +31,24 @@ def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
     """Every dataset prepared once, as a task; every chunk of cells submitted at once, after its dataset."""
     if sweep.runner == "threads":
         set_torch_threads(1)  # process-wide: tiny tensors run fastest on one thread per task
-    specs = data_specs(sweep)
-    refs = {spec.model_dump_json(): prepare_dataset.submit(spec, sweep.output_dir) for spec in specs}
+    scaling, datasets = None, None
+    if sweep.data is not None:  # a user's table: ingested once, its closed form the cells' reference
+        table = prepare_table(sweep.data, sweep.output_dir)
+        cells_data = TableCells(table.n, table.d, sweep.data.seed, reference_fit(table))
+        refs, datasets = {cells_data.model_dump_json(): table}, [cells_data]
+        scaling = fit_scaling(table) if sweep.scaling == "standard" else None
+    else:
+        specs = data_specs(sweep)
+        refs = {spec.model_dump_json(): prepare_dataset.submit(spec, sweep.output_dir) for spec in specs}
     rows, futures = [], {}
-    for key, group in _groups(sweep):
+    for key, group in _groups(sweep, datasets):
         if sweep.runner != "dask":  # devices this machine lacks are known here; under Dask the worker decides
             reasons = {cell.index: skip_reason(cell) for cell in group}
             rows += [cell_row(c, status="skipped", reason=reasons[c.index]) for c in group if reasons[c.index]]
             group = [cell for cell in group if not reasons[cell.index]]
         for k, chunk in enumerate(chunk_cells(group, CHUNKS_PER_CORE * cores())):
             name = f"train-{chunk[0].device}-n{chunk[0].data.n}-d{chunk[0].data.d}-seed{chunk[0].data.seed}-{k}"
-            futures[submit_cells(refs[key], chunk, name, dask=sweep.runner == "dask")] = chunk
+            futures[submit_cells(refs[key], chunk, name, dask=sweep.runner == "dask", scaling=scaling)] = chunk
     for future in as_completed(list(futures)):
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
@@ -51,10 +60,10 @@ def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
     return rows
 
 
-def _groups(sweep: SweepSpec):
+def _groups(sweep: SweepSpec, datasets=None):
     """(dataset key, cells) per dataset and device, in grid order."""
     groups: dict[tuple[str, str], list] = {}
-    for cell in expand_grid(sweep):
+    for cell in expand_grid(sweep, datasets):
         groups.setdefault((cell.data.model_dump_json(), cell.device), []).append(cell)
     return [(data, cells) for (data, _), cells in groups.items()]
 

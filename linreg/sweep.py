@@ -9,9 +9,15 @@ them: the closed form gets one cell per (data, device), whatever the lr and
 epochs grids. NumPy solvers run on the CPU only: asked for on CUDA alone they
 become `skipped` rows that say so. Data specs are (n, d, seed); the true
 weights of d features are `true_weights(d)`.
+
+A sweep over a user's table (`SweepSpec.data`) has one dataset and no truth:
+its cells' error is measured against the closed form fitted on the table
+(`TableCells.reference`), and its iterative cells fit standardised data
+unless `scale` is "none" (`linreg.scaling`), as a run's do.
 """
 
 import io
+import json
 import math
 from dataclasses import dataclass
 from itertools import product
@@ -23,9 +29,10 @@ from pydantic import Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from linreg.devices import DeviceError, parse_device, resolve_device
+from linreg.scaling import ScaledSource, Scaling
 from linreg.solvers.base import SolverSpec
 from linreg.solvers.registry import SOLVERS
-from linreg.specs import DataSpec
+from linreg.specs import DataSpec, FileData
 from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
 
 MAX_VALUES = 64  # values per axis; a grid is their product
@@ -61,6 +68,17 @@ class SweepSpec(FrozenModel):
     runner: Literal["threads", "processes", "dask"] = Field("threads", description="task runner")
     dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only")
     output_dir: Path = Field(Path("data"), description="data root: datasets/ and runs/<sweep-id>/ go here")
+    data: FileData | None = Field(None, description="a user's table instead of generated data (n, d, seeds, "
+                                                    "noise and bias then stay unset)")
+    scale: Literal["auto", "none", "standard"] = Field(
+        "auto", description="iterative cells on standardised data (standard) or as given (none); "
+                            "auto: standard for a table, none for generated data")
+
+    @property
+    def scaling(self) -> Literal["none", "standard"]:
+        if self.scale != "auto":
+            return self.scale
+        return "standard" if self.data is not None else "none"
 
     @field_validator("solvers")
     @classmethod
@@ -96,6 +114,10 @@ class SweepSpec(FrozenModel):
 
     @model_validator(mode="after")
     def _whole_grid(self) -> "SweepSpec":
+        generated = [name for name in GENERATED_AXES if name in self.model_fields_set]
+        if self.data is not None and generated:
+            raise PydanticCustomError(generated[0], "describes generated data and cannot be used with a file "
+                                                    "(data); leave out {names}", {"names": ", ".join(generated)})
         if self.dask_address is not None and self.runner != "dask":
             raise PydanticCustomError("dask_address", "is only used with runner 'dask' (runner is '{runner}')",
                                       {"runner": self.runner})
@@ -104,6 +126,9 @@ class SweepSpec(FrozenModel):
             raise PydanticCustomError("grid", "the grid has {cells} cells; at most {most}",
                                       {"cells": cells, "most": MAX_CELLS})
         return self
+
+
+GENERATED_AXES = ("n", "d", "seeds", "noise", "bias")
 
 
 def _no_duplicates(values: list, field: str) -> list:
@@ -118,8 +143,28 @@ def true_weights(d: int) -> list[float]:
     return [2.0 * (-1) ** j / (j + 1) for j in range(d)]
 
 
+@dataclass(frozen=True)
+class TableCells:
+    """A user's table as a sweep's cells see it, once ingested: its size, the seed, and the
+    closed form fitted on it, (intercept, *coef), which stands in for the truth."""
+
+    n: int
+    d: int
+    seed: int
+    reference: tuple[float, ...]
+
+    def model_dump_json(self) -> str:
+        return json.dumps({"n": self.n, "d": self.d, "seed": self.seed, "reference": self.reference})
+
+    @property
+    def truth(self) -> tuple[float, ...]:
+        return self.reference
+
+
 def data_specs(sweep: SweepSpec) -> list[DataSpec]:
-    """Every dataset of the grid, once each: (n, d, seed), in that order."""
+    """Every dataset of the grid, once each: (n, d, seed), in that order (none for a table's sweep)."""
+    if sweep.data is not None:
+        return []
     return [DataSpec(n=n, weights=true_weights(d), bias=sweep.bias, noise=sweep.noise, seed=seed)
             for n, d, seed in product(sweep.n, sweep.d, sweep.seeds)]
 
@@ -129,7 +174,7 @@ class Cell:
     """One fit of the grid: `spec.device` is the device asked for (resolved where it runs)."""
 
     index: int
-    data: DataSpec
+    data: "DataSpec | TableCells"
     solver: str
     spec: SolverSpec
 
@@ -137,16 +182,29 @@ class Cell:
     def device(self) -> str:
         return self.spec.device
 
+    @property
+    def truth(self) -> tuple[float, ...]:
+        """(bias, *weights) the fit is scored against: the generating ones, or a table's closed form."""
+        if isinstance(self.data, TableCells):
+            return self.data.reference
+        return (self.data.bias, *self.data.weights)
 
-def expand_grid(sweep: SweepSpec) -> list[Cell]:
+
+def expand_grid(sweep: SweepSpec, datasets: "list[DataSpec | TableCells] | None" = None) -> list[Cell]:
     """Every cell of the grid, numbered: data × solver × device × lr × epochs.
 
     The closed form has no hyperparameters: one cell per (data, device). NumPy
     solvers run on the CPU: one cell per hyperparameter set, on "cpu" (a
     skipped cell when the grid has no CPU device).
+
+    Args:
+        datasets: the grid's data; `data_specs(sweep)` by default, or for a table's sweep
+            its `TableCells` once ingested (a placeholder of the same count before).
     """
+    if datasets is None:
+        datasets = data_specs(sweep) if sweep.data is None else [TableCells(1, 1, sweep.data.seed, ())]
     cells: list[Cell] = []
-    for data, solver in product(data_specs(sweep), sweep.solvers):
+    for data, solver in product(datasets, sweep.solvers):
         for device in _devices_of(solver, sweep.devices):
             for spec in _specs_of(solver, sweep):
                 spec = spec.model_copy(update={"device": device})
@@ -205,7 +263,7 @@ def skip_reason(cell: Cell) -> str | None:
 
 
 def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = None,
-              worker: str | None = None) -> list[dict]:
+              worker: str | None = None, scaling: Scaling | None = None) -> list[dict]:
     """Fit every cell on one dataset, in order; each gives one row (see COLUMNS).
 
     A cell whose device this machine lacks is `skipped` with the reason; one
@@ -214,7 +272,9 @@ def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = 
     Args:
         data: the cells' dataset (a `linreg.data.DataSource`).
         progress: called with the rows done, between epochs; it may raise to stop (Ctrl-C).
+        scaling: iterative cells fit the data standardised by it, and are reported in original units.
     """
+    scaled = ScaledSource(data, scaling) if scaling is not None else None
     rows = []
     for cell in cells:
         reason = skip_reason(cell)
@@ -222,8 +282,11 @@ def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = 
             rows.append(cell_row(cell, status="skipped", reason=reason))
             continue
         spec = cell.spec.model_copy(update={"device": resolve_device(cell.device)})
+        on_scaled = scaled is not None and SOLVERS[cell.solver].iterative
         try:
-            fit = SOLVERS[cell.solver].fit(data, spec, progress=progress)
+            fit = SOLVERS[cell.solver].fit(scaled if on_scaled else data, spec, progress=progress)
+            if on_scaled:
+                fit = scaling.unscale(fit)
         except Exception as exc:  # a failed fit is a result; interrupts (BaseException) pass
             rows.append(cell_row(cell, status="failed", reason=f"{type(exc).__name__}: {exc}", device_used=spec.device))
             continue
@@ -247,8 +310,9 @@ def cell_row(cell: Cell, **values) -> dict:
 
 
 def fit_row(cell: Cell, fit, worker: str | None = None) -> dict:
-    """The row of a finished fit: error is the largest absolute error of (bias, weights) against the truth."""
-    truth = np.array([cell.data.bias, *cell.data.weights])
+    """The row of a finished fit: error is the largest absolute error of (bias, weights) against the
+    truth (a table's: its closed form)."""
+    truth = np.array(cell.truth, dtype=float)
     fitted = np.array([fit.intercept, *np.asarray(fit.coef).reshape(-1)], dtype=float)
     with np.errstate(invalid="ignore", over="ignore"):
         error = float(np.max(np.abs(fitted - truth)))

@@ -9,8 +9,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from linreg.least_squares import solve_least_squares
+from linreg.moments import accumulate
 from linreg.plots import figure_png
-from linreg.storage import DatasetRef, open_dataset, run_dir, write_bytes, write_text
+from linreg.scaling import Scaling
+from linreg.storage import DataRef, open_data, run_dir, write_bytes, write_text
 from linreg.sweep import (
     Cell, SweepSpec, crossover_table, frame_parquet, frame_rows, plot_error, plot_seconds, render_report, run_cells,
 )
@@ -21,13 +24,22 @@ from tasks.train import dask_worker_address
 
 
 @task(name="train-cells", cache_policy=NO_CACHE, retries=0)  # a failed fit is a row, not a blip
-def train_cells(ref: DatasetRef, cells: list[Cell]) -> list[dict]:
+def train_cells(ref: DataRef, cells: list[Cell], scaling: Scaling | None = None) -> list[dict]:
     """Fit a chunk of cells that share one dataset, read once; one row per cell."""
-    data = open_dataset(ref, memory_budget())
-    return run_cells(data, cells, progress=interruptible(), worker=dask_worker_address())
+    data = open_data(ref, memory_budget())
+    return run_cells(data, cells, progress=interruptible(), worker=dask_worker_address(), scaling=scaling)
 
 
-def submit_cells(ref: DatasetRef | PrefectFuture, cells: list[Cell], name: str, dask: bool) -> PrefectFuture:
+@task(name="reference-fit", cache_policy=NO_CACHE)
+def reference_fit(ref: DataRef) -> tuple[float, ...]:
+    """The closed form on a user's table, (intercept, *coef): what its sweep's errors are measured against."""
+    data = open_data(ref, memory_budget())
+    solution = solve_least_squares(accumulate(data.iter_chunks(), ref.d), data.iter_chunks)
+    return (float(solution.intercept), *map(float, solution.coef))
+
+
+def submit_cells(ref: DataRef | PrefectFuture, cells: list[Cell], name: str, dask: bool,
+                 scaling: Scaling | None = None) -> PrefectFuture:
     """Submit a chunk. CUDA chunks are tagged `cuda` and, under Dask, ask for a worker resource GPU=1
     (as `tasks.train.submit_training` routes a run's GPU fits)."""
     cuda = cells[0].device.startswith("cuda")
@@ -36,8 +48,8 @@ def submit_cells(ref: DatasetRef | PrefectFuture, cells: list[Cell], name: str, 
         import dask as dask_config  # deferred: dask is only paid for when used
 
         with dask_config.annotate(resources={"GPU": 1}):
-            return chunk.submit(ref, cells)
-    return chunk.submit(ref, cells)
+            return chunk.submit(ref, cells, scaling)
+    return chunk.submit(ref, cells, scaling)
 
 
 def sweep_task_runner(sweep: SweepSpec) -> TaskRunner:

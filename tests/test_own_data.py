@@ -283,3 +283,36 @@ def test_a_parquet_is_read_in_place_with_a_holdout_and_history_knows_same_data(p
     other = linreg_flow(run.model_copy(update={"data": FileData(**{**data, "seed": 4})}), return_state=True).result()
     assert not compare(second, other).same_data  # another holdout split is other data
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["out"])
+
+
+# --- sweeps --------------------------------------------------------------------------------------
+
+def test_a_sweep_over_a_table_refuses_generated_axes_naming_them(capsys):
+    from linreg.sweep import SweepSpec, expand_grid
+
+    sweep = SweepSpec(data=file_data(), solvers=["closed_form", "numpy_gd"], lr=[0.01, 0.1])
+    assert sweep.scaling == "standard" and len(expand_grid(sweep)) == 3  # closed form once, numpy_gd per lr
+    with pytest.raises(ValidationError, match="describes generated data .* leave out n, noise"):
+        SweepSpec(data=file_data(), n=[100], noise=0.5)
+    status = cli.main(["sweep", "--data", str(LONGLEY), "--target", "employed", "--d", "2"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--data and --d cannot be used together: --d describes generated data" in err, err
+    status = cli.main(["sweep", "--target", "employed"])
+    assert status == 2 and "--target: only with --data PATH" in capsys.readouterr().err
+
+
+@pytest.mark.flow
+def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_server, tmp_path):
+    from flows.sweep_flow import sweep_flow
+    from linreg.sweep import SweepSpec
+
+    sweep = SweepSpec(data=file_data(features=["gnp", "year"]), solvers=["closed_form", "numpy_gd", "torch_module"],
+                      lr=[0.01, 0.1], epochs=[50], output_dir=tmp_path / "out")
+    state = sweep_flow(sweep, return_state=True)
+    assert state.is_completed(), state.message
+    frame = state.result()
+    assert list(frame["solver"]) == ["closed_form", "numpy_gd", "numpy_gd", "torch_module", "torch_module"]
+    assert (frame["n"] == 16).all() and (frame["d"] == 2).all() and (frame["seed"] == 42).all()
+    assert frame.loc[0, "error"] == 0.0  # the closed form is the reference
+    iterative = frame.iloc[1:]
+    assert iterative["status"].isin(["ok", "diverged"]).all() and (iterative["error"] > 0).all()
