@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from linreg.devices import DeviceError, parse_device
@@ -48,6 +48,8 @@ def _optional_pattern(pattern: str):
 class DataSpec(FrozenModel):
     """What data to generate: y = bias + x @ weights + noise * e, x and e standard normal."""
 
+    model_config = ConfigDict(title="generated")  # the form's name for this kind of data
+
     source: Literal["generated"] = Field("generated", description="generated: data drawn from known true parameters")
 
     n: Annotated[int, range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
@@ -72,6 +74,8 @@ class FileData(FrozenModel):
     Checked by `linreg.storage.ingest_table` before any fit: the columns must exist and be
     numeric, with no missing or infinite value (unless `drop_missing`), and no constant feature.
     """
+
+    model_config = ConfigDict(title="file")
 
     source: Literal["file"] = Field("file", description="file: the user's own CSV or parquet table")
     path: Annotated[str, Field(min_length=1)] = Field(
@@ -122,12 +126,14 @@ def _data_kind(value: Any) -> str:
 def _data_schema(schema: dict) -> None:
     """The union as the deployment form and the server read it.
 
-    `oneOf` lets the form offer both kinds. The if/then/else picks the branch by
+    `anyOf` lets the form offer both kinds. The if/then/else picks the branch by
     `source`, so the server's message names the field at fault ("run.data.target is
     a required property") rather than "not valid under any of the given schemas".
     """
-    generated, file = schema["oneOf"]
-    schema["if"] = {"properties": {"source": {"const": "file"}}, "required": ["source"]}
+    generated, file = schema["anyOf"] = schema.pop("oneOf")  # anyOf: {} (a form's start) fits either
+    # "source is present and is 'file'", without the keyword `required`: Prefect drops every
+    # `required` when it checks a deployment's default parameters.
+    schema["if"] = {"not": {"properties": {"source": {"not": {"const": "file"}}}}}
     schema["then"], schema["else"] = file, generated
 
 

@@ -447,6 +447,52 @@ def test_the_run_form_refuses_n_0_then_starts_a_valid_run(stack, tmp_path):
     assert list((output_dir / "runs").glob("*/summary.json"))
 
 
+def test_the_run_form_offers_file_data_and_runs_longley_on_the_worker(stack, tmp_path):
+    """The form's data parameter offers both kinds: choosing "file" and naming Longley's CSV and
+    target starts a run that fits the table, with no truth, on the worker."""
+    from playwright.sync_api import expect, sync_playwright
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with SyncPrefectClient(stack.api_url) as client:
+        deployment = client.read_deployment_by_name("linreg/linreg-local")
+        only_local = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        before = {r.id for r in client.read_flow_runs(deployment_filter=only_local)}
+    output_dir = tmp_path / "file-output"
+    shots = tmp_path / "screenshots"
+    longley = ROOT / "data" / "examples" / "longley.csv"
+
+    def text_field(label: str):
+        return page.locator(".schema-form-property").filter(
+            has=page.locator(".schema-form-property__label", has_text=re.compile(rf"^{label}"))).last
+
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, shots)
+        try:
+            with ui_step(page, "the form offers generated and file data", shots):
+                page.goto(f"{stack.ui_url}/deployments/deployment/{deployment.id}/run")
+                expect(page.get_by_role("button", name="generated", exact=True).first).to_be_visible()
+                page.get_by_role("button", name="file", exact=True).first.click()
+                page.screenshot(path=str(shots / "form-file.png"), full_page=True)
+            with ui_step(page, "a file run is submitted", shots):
+                text_field("Path").locator("textarea").fill(str(longley))
+                text_field("Target").locator("textarea").fill("employed")
+                text_field("Output Dir").locator("textarea").fill(str(output_dir))
+                submit_until_accepted(page, f"**/deployments/deployment/{deployment.id}?tab=Runs", stack)
+        finally:
+            browser.close()
+    with SyncPrefectClient(stack.api_url) as client:
+        (new,) = [r for r in client.read_flow_runs(deployment_filter=only_local) if r.id not in before]
+        run = wait_for_final_state(client, stack, new.id)
+    assert run.state.is_completed(), run.state.message
+    data = run.parameters["run"]["data"]
+    assert (data["source"], data["path"], data["target"]) == ("file", str(longley), "employed")
+    assert run.name == "longley-employed-cpu"
+    (summary,) = (output_dir / "runs").glob("*/summary.json")
+    dataset = json.loads(summary.read_text())["dataset"]
+    assert dataset["source"] == "file" and dataset["rows"] == 16 and dataset["weights"] is None
+
+
 def test_linreg_run_reports_to_the_running_server(stack, tmp_path):
     """With `make server` up, `linreg run` (no PREFECT_API_URL) lands in that server, and its
     last line is the run's page in the server's UI."""

@@ -67,7 +67,18 @@ def test_the_data_parameter_is_either_kind_and_old_parameters_still_mean_generat
                                                                                         "scale": "standard"}}):
         jsonschema.validate(params, schema)
     union = schema["definitions"]["RunSpec"]["properties"]["data"]
-    assert [branch["$ref"].rsplit("/", 1)[-1] for branch in union["oneOf"]] == ["DataSpec", "FileData"]
+    assert [branch["$ref"].rsplit("/", 1)[-1] for branch in union["anyOf"]] == ["DataSpec", "FileData"]
+
+
+def test_deployment_parameters_saved_before_files_existed_still_pass_the_server(schema):
+    """The server checks a deployment's parameters with every `required` removed (as prefect.yaml's
+    deployments are created): generated data without `source` must still read as generated."""
+    from prefect.utilities.schema_tools.validation import validate
+
+    saved = {"run": {"data": {"n": 1000, "weights": [2.0], "bias": 1.0, "noise": 0.1, "seed": 42}}}
+    for ignore_required in (False, True):
+        validate(saved, schema, raise_on_error=True, ignore_required=ignore_required)
+        validate({"run": {"data": file_data()}}, schema, raise_on_error=True, ignore_required=ignore_required)
 
 
 BAD_FILE_DATA = {
