@@ -12,8 +12,8 @@ retryable errors the server's and workers' logs show. The stack is the one `make
 starts, with its defaults (workers, pool limit); `LINREG_WORKERS` / `LINREG_POOL_LIMIT`
 in the environment change both, to compare.
 
-The tests (tests/test_server_load.py, tests/test_server_faults.py) use the same helpers:
-`server_stack`, `trigger_runs`, `wait_final`, `check_runs`.
+tests/test_server_faults.py uses the same helpers (`server_stack`, `burst_on`, `trigger_runs`,
+`wait_final`, `check_runs`): its burst runs on a stack shared with the restart test.
 """
 
 import json
@@ -129,10 +129,35 @@ class Stack:
         text = path.read_text(errors="replace") if path.exists() else "(no log)"
         return f"--- last {lines} lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
 
-    def logs(self) -> str:
+    def log_paths(self) -> list[Path]:
         """Every log of the stack: server, workers (and PostgreSQL's)."""
-        paths = [*sorted(self.run_dir.glob("*.log")), *sorted(self.home.glob("prefect-home/postgres/*.log"))]
-        return "\n".join(p.read_text(errors="replace") for p in paths)
+        return [*sorted(self.run_dir.glob("*.log")), *sorted(self.home.glob("prefect-home/postgres/*.log"))]
+
+    def log_sizes(self) -> dict[Path, int]:
+        """Each log's size now: `logs(since=...)` then reads only what was written after."""
+        return {path: path.stat().st_size for path in self.log_paths()}
+
+    def logs(self, since: dict[Path, int] | None = None) -> str:
+        """The text of every log; with `since` (from `log_sizes`), only what came after it.
+
+        A stack shared by several tests counts the errors of each test's own stretch.
+        A log started again (server.sh empties a process's log when it starts it) is read whole.
+        """
+        parts = []
+        for path in self.log_paths():
+            with open(path, "rb") as log:
+                offset = (since or {}).get(path, 0)
+                if offset > log.seek(0, os.SEEK_END):
+                    offset = 0
+                log.seek(offset)
+                parts.append(log.read().decode(errors="replace"))
+        return "\n".join(parts)
+
+    def client(self):
+        """A synchronous Prefect client of this stack's API, with its credentials if it has any."""
+        from prefect.client.orchestration import SyncPrefectClient
+
+        return SyncPrefectClient(self.api_url, auth_string=self.env.get("PREFECT_API_AUTH_STRING"))
 
     def postmaster_pid(self) -> int | None:
         pid_file = self.home / "prefect-home" / "postgres" / "data" / "postmaster.pid"
@@ -268,12 +293,11 @@ def trigger_runs(stack: Stack, count: int, parameters: dict, scheduled_time: dat
     With `tolerate_refusals`, a creation the server refuses (after the client's own
     retries) is left out of the list instead of raising: the caller counts the missing.
     """
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
     def one(_: int) -> UUID | None:
-        with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+        with stack.client() as client:
             deployment = client.read_deployment_by_name(DEPLOYMENT)
             state = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
             try:
@@ -289,11 +313,10 @@ def trigger_runs(stack: Stack, count: int, parameters: dict, scheduled_time: dat
 
 def wait_final(stack: Stack, ids: list[UUID], timeout: float, poll: float = 2.0) -> dict:
     """Poll until every run is in a final state, or `timeout` passes; return {id: FlowRun}."""
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     deadline = time.monotonic() + timeout
-    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+    with stack.client() as client:
         while True:
             runs = {r.id: r for r in client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))}
@@ -318,11 +341,10 @@ class RunCheck:
 
 def check_runs(stack: Stack, runs: dict, output_dir: Path) -> list[RunCheck]:
     """For each run: Completed, its own artifacts, its own run folder with a summary, its wait."""
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     checks = []
-    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+    with stack.client() as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=list(runs))))
         for run_id, run in runs.items():
@@ -351,10 +373,9 @@ def count_retried(text: str) -> dict[str, int]:
 
 def lift_deployment_limit(stack: Stack) -> None:
     """Remove the concurrency limit prefect.yaml gives linreg-local: the unprotected baseline."""
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.actions import DeploymentUpdate
 
-    with SyncPrefectClient(stack.api_url, auth_string=stack.env.get("PREFECT_API_AUTH_STRING")) as client:
+    with stack.client() as client:
         deployment = client.read_deployment_by_name(DEPLOYMENT)
         client.update_deployment(deployment.id, DeploymentUpdate(concurrency_limit=None))
         if client.read_deployment(deployment.id).global_concurrency_limit is not None:
@@ -363,51 +384,62 @@ def lift_deployment_limit(stack: Stack) -> None:
 
 def burst(db: str, runs: int, n: int = 300, epochs: int | None = None, timeout: float = 900,
           single: bool = False, unprotected: bool = False, resubmit: bool = False, **extra: str) -> dict:
-    """Start a stack on `db`, trigger `runs` runs at once, follow them; return the figures.
+    """Start a stack on `db` (`extra`: its environment), then `burst_on` it; return the figures."""
+    with server_stack(db, prefix=f"linreg-load-{db}-", **extra) as stack:
+        return burst_on(stack, runs, n=n, epochs=epochs, timeout=timeout, single=single,
+                        unprotected=unprotected, resubmit=resubmit)
+
+
+def burst_on(stack: Stack, runs: int, n: int = 300, epochs: int | None = None, timeout: float = 900,
+             single: bool = False, unprotected: bool = False, resubmit: bool = False) -> dict:
+    """Trigger `runs` runs at once on a running stack, follow them; return the figures.
+
+    The runs write to a folder of their own under the stack's home, and the error counts
+    come from what the logs gained meanwhile: the stack may be shared with other work.
 
     Args:
         single: first time one run alone on the same stack (`single_run_s`), the baseline.
-        unprotected: lift the deployment's concurrency limit first (pass LINREG_WORKERS=1 and
-            LINREG_POOL_LIMIT=0 too for the set-up the issue measured).
+        unprotected: lift the deployment's concurrency limit first (start the stack with
+            LINREG_WORKERS=1 and LINREG_POOL_LIMIT=0 too for the set-up the issue measured).
         resubmit: create each run the server refused (503 "database is locked" past the
             client's retries, as SQLite does under load) again, one at a time, as a user
             would press "run" again; `refused_triggers` still counts the burst's refusals.
     """
-    with server_stack(db, prefix=f"linreg-load-{db}-", **extra) as stack:
-        if unprotected:
-            lift_deployment_limit(stack)
-        output_dir = stack.home / "output"
-        parameters = run_parameters(output_dir, n=n, epochs=epochs)
-        single_s = None
-        if single:
-            started = time.monotonic()
-            alone = trigger_runs(stack, 1, parameters)
-            wait_final(stack, alone, timeout)
-            single_s = time.monotonic() - started
+    logs_before = stack.log_sizes()
+    if unprotected:
+        lift_deployment_limit(stack)
+    output_dir = Path(tempfile.mkdtemp(prefix="burst-", dir=stack.home))
+    parameters = run_parameters(output_dir, n=n, epochs=epochs)
+    single_s = None
+    if single:
         started = time.monotonic()
-        ids = trigger_runs(stack, runs, parameters, tolerate_refusals=True)
-        refused = runs - len(ids)
-        for _ in range(RESUBMIT_ROUNDS if resubmit else 0):
-            if len(ids) == runs:
-                break
-            for _ in range(runs - len(ids)):
-                ids += trigger_runs(stack, 1, parameters, tolerate_refusals=True)
-        final = wait_final(stack, ids, timeout)
-        wall = time.monotonic() - started
-        checks = check_runs(stack, final, output_dir)
-        logs = stack.logs()
+        alone = trigger_runs(stack, 1, parameters)
+        wait_final(stack, alone, timeout)
+        single_s = time.monotonic() - started
+    started = time.monotonic()
+    ids = trigger_runs(stack, runs, parameters, tolerate_refusals=True)
+    refused = runs - len(ids)
+    for _ in range(RESUBMIT_ROUNDS if resubmit else 0):
+        if len(ids) == runs:
+            break
+        for _ in range(runs - len(ids)):
+            ids += trigger_runs(stack, 1, parameters, tolerate_refusals=True)
+    final = wait_final(stack, ids, timeout)
+    wall = time.monotonic() - started
+    checks = check_runs(stack, final, output_dir)
+    logs = stack.logs(since=logs_before)
     states: dict[str, int] = {}
     for check in checks:
         states[check.state] = states.get(check.state, 0) + 1
     gaps = [c.scheduled_to_running_s for c in checks if c.scheduled_to_running_s is not None]
     return {
-        "db": db, "runs": runs, "refused_triggers": refused, "created": len(ids), "n": n, "wall_s": wall, "runs_per_min": runs / wall * 60, "single_run_s": single_s,
+        "db": stack.db, "runs": runs, "refused_triggers": refused, "created": len(ids), "n": n, "wall_s": wall, "runs_per_min": runs / wall * 60, "single_run_s": single_s,
         "max_scheduled_to_running_s": max(gaps) if gaps else None, "states": states,
         "retried_errors": count_retried(logs),
         "run_ids_distinct": len({c.run_folder.name for c in checks if c.run_folder}) == len(checks),
         "problems": {str(c.run_id): c.problems for c in checks if c.problems},
-        "workers": int(extra.get("LINREG_WORKERS", os.environ.get("LINREG_WORKERS", "2"))),
-        "pool_limit": int(extra.get("LINREG_POOL_LIMIT", os.environ.get("LINREG_POOL_LIMIT", "2"))),
+        "workers": int(stack.env.get("LINREG_WORKERS", "2")),
+        "pool_limit": int(stack.env.get("LINREG_POOL_LIMIT", "2")),
     }
 
 
