@@ -85,19 +85,30 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on three pytest-xdist workers (-n 3), one per fixed group of modules: the
-# server stacks (test_server_load, test_server_faults), which mostly wait for heartbeats, polls
-# and a missed heartbeat to count as a crash; the browser and bench subprocesses (test_e2e_server,
-# test_bench); and everything else. Each group runs in its usual order in a process of its own,
-# so the same tests meet in the same process every time. Run 1 of issue 18 used two groups on
-# two workers and left a core idle half the time (user+sys 45% of 2 cores). xdist's own
-# --dist loadgroup cannot be used: its group suffix no longer reaches pytest 9's node ids.
+# `make test` runs on five pytest-xdist workers (-n 5), one per fixed group of tests: three of
+# server stacks, test_server_faults.py split by its `db` parameter (the burst and the restart on
+# SQLite's shared stack; the same on PostgreSQL's; the SIGKILLed workers on a stack of their own);
+# the browser and bench subprocesses (test_e2e_server, test_bench); and everything else. The
+# server groups mostly wait (heartbeats, polls, runs two at a time), so five processes keep two
+# cores busy; on one worker the server tests took 18 of the suite's 22 minutes (issue 18). Each
+# group runs in its usual order in a process of its own, so the same tests meet in the same
+# process every time. xdist's own --dist loadgroup cannot be used: its
+# group suffix no longer reaches pytest 9's node ids.
 GROUPS = {
-    "test_server_load.py": "server-stacks",
-    "test_server_faults.py": "server-stacks",
+    "test_server_faults.py": "server-faults",
+    "test_server_faults.py[sqlite]": "server-sqlite",
+    "test_server_faults.py[postgres]": "server-postgres",
     "test_e2e_server.py": "browser-and-bench",
     "test_bench.py": "browser-and-bench",
 }
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group of a test: by its module and parameter (`module.py[param]`), else by its module."""
+    module, _, name = nodeid.partition("::")
+    module = module.rsplit("/", 1)[-1]
+    param = name[name.index("[") + 1:-1] if name.endswith("]") and "[" in name else None
+    return GROUPS.get(f"{module}[{param}]") or GROUPS.get(module, "the-rest")
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -107,7 +118,6 @@ def pytest_xdist_make_scheduler(config, log):
         """Whole groups to a worker each, in collection order (xdist's scheduling by scope)."""
 
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-            return GROUPS.get(module, "the-rest")
+            return xdist_group(nodeid)
 
     return FixedGroups(config, log)
