@@ -53,11 +53,12 @@ ui: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg ui
 
 # The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
-# Three pytest-xdist workers, one per fixed group of modules (tests/conftest.py): the server
-# stacks mostly wait, so three processes keep two cores busy. XDIST= runs it in one process.
-XDIST ?= -n 3
+# Five pytest-xdist workers, one per fixed group of tests (tests/conftest.py): the three groups of
+# server stacks mostly wait, so five processes keep two cores busy. XDIST= runs it in one process.
+# The log ends with the slowest tests (--durations), to see where the time goes.
+XDIST ?= -n 5
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 # The development loop: library and CLI-refusal tests only (under 2 minutes).
 test-fast: $(STAMP)
