@@ -187,19 +187,27 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def check_table(spec: RunSpec) -> None:
-    """The table's cheap checks, before Prefect loads: the file is there, is CSV or parquet, and has
-    the columns named, numeric (`linreg.storage.check_columns`). The values are checked by the
-    flow's ingest, which reads the whole file; nothing is written before both pass.
+    """The table's checks, all of them, before Prefect loads: the file is there and is CSV or
+    parquet, the columns named exist and are numeric, no value is missing or infinite, no
+    feature is constant, and the holdout leaves enough rows. A CSV is converted here, once
+    (`linreg.storage.ingest_table`); the flow's own ingest then finds the conversion and
+    reuses it. A parquet is read here and again by the flow (in place, never copied).
 
     Raises:
-        CliError: "--data: <file>: <problem>".
+        CliError: "--data: <file>: <problem>"; nothing is written.
     """
-    from linreg.storage import TableError, check_columns  # deferred: pyarrow only for --data
+    from linreg.storage import TableError, ingest_table, table_ref  # deferred: pyarrow only for --data
 
+    data = spec.data
+    print(f"linreg run: checking {data.path}", file=sys.stderr, flush=True)
     try:
-        check_columns(spec.data.path, spec.data.target, spec.data.features)
+        table = ingest_table(data.path, data.target, data.features, spec.output_dir, data.drop_missing)
+        table_ref(table, data.seed, data.holdout, spec.fit_intercept)
     except TableError as exc:
         raise CliError(f"--data: {exc}") from None
+    if table.rows_dropped:
+        print(f"linreg run: --drop-missing dropped {table.rows_dropped} of {table.rows + table.rows_dropped} rows "
+              "for a missing or infinite value", file=sys.stderr, flush=True)
 
 
 def describe(exc: ValidationError) -> str:

@@ -21,10 +21,10 @@ from tasks.interrupt import STOP
 OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
            "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size", "noise": "--noise", "bias": "--bias",
            "runner": "--runner", "dask_address": "--dask-address", "output_dir": "--output-dir",
-           "data": "--data", "scale": "--scale"}
+           "data": "--data", "scales": "--scale"}
 INTEGER_LISTS = ("n", "d", "seeds", "epochs")
 SWEEP_GENERATED = ("n", "d", "seeds", "noise", "bias")  # what --data cannot be given with
-LISTS = (*INTEGER_LISTS, "lr", "solvers", "devices")
+LISTS = (*INTEGER_LISTS, "lr", "solvers", "devices", "scales")
 
 
 def register(commands) -> None:
@@ -44,8 +44,8 @@ def register(commands) -> None:
     sweep.add_argument("--runner", help="threads (default), processes or dask")
     sweep.add_argument("--dask-address", help="tcp://host:port of a Dask scheduler (with --runner dask)")
     sweep.add_argument("--output-dir", help="data root: datasets/ and runs/<sweep-id>/ go here (default data)")
-    sweep.add_argument("--scale", help="iterative cells on standardised data (standard) or as given (none); "
-                                       "default auto: standard with --data, none for generated data")
+    sweep.add_argument("--scale", dest="scales", help="an axis: iterative cells on standardised data (standard) or "
+                       "as given (none), e.g. none,standard; default auto: standard with --data, none without")
     own = sweep.add_argument_group("your own data (instead of generated data: leave out --n, --d, --seeds, "
                                    "--noise and --bias)")
     cli.add_file_options(own)

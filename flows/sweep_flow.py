@@ -36,7 +36,7 @@ def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
         table = prepare_table(sweep.data, sweep.output_dir)
         cells_data = TableCells(table.n, table.d, sweep.data.seed, reference_fit(table))
         refs, datasets = {cells_data.model_dump_json(): table}, [cells_data]
-        scaling = fit_scaling(table) if sweep.scaling == "standard" else None
+        scaling = fit_scaling(table) if "standard" in sweep.scalings else None
     else:
         specs = data_specs(sweep)
         refs = {spec.model_dump_json(): prepare_dataset.submit(spec, sweep.output_dir) for spec in specs}

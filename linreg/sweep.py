@@ -70,15 +70,16 @@ class SweepSpec(FrozenModel):
     output_dir: Path = Field(Path("data"), description="data root: datasets/ and runs/<sweep-id>/ go here")
     data: FileData | None = Field(None, description="a user's table instead of generated data (n, d, seeds, "
                                                     "noise and bias then stay unset)")
-    scale: Literal["auto", "none", "standard"] = Field(
-        "auto", description="iterative cells on standardised data (standard) or as given (none); "
-                            "auto: standard for a table, none for generated data")
+    scales: list[Literal["auto", "none", "standard"]] = Field(
+        default_factory=lambda: ["auto"], min_length=1, max_length=3,
+        description="an axis: iterative cells on standardised data (standard) or as given (none); "
+                    "auto: standard for a table, none for generated data")
 
     @property
-    def scaling(self) -> Literal["none", "standard"]:
-        if self.scale != "auto":
-            return self.scale
-        return "standard" if self.data is not None else "none"
+    def scalings(self) -> list[Literal["none", "standard"]]:
+        """The scale axis with "auto" decided, each value once, in order."""
+        auto = "standard" if self.data is not None else "none"
+        return list(dict.fromkeys(auto if s == "auto" else s for s in self.scales))
 
     @field_validator("solvers")
     @classmethod
@@ -100,7 +101,7 @@ class SweepSpec(FrozenModel):
                 raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
         return _no_duplicates(devices, "device")
 
-    @field_validator("n", "d", "seeds", "lr", "epochs")
+    @field_validator("n", "d", "seeds", "lr", "epochs", "scales")
     @classmethod
     def _distinct(cls, values: list, info) -> list:
         return _no_duplicates(values, info.field_name)
@@ -118,6 +119,9 @@ class SweepSpec(FrozenModel):
         if self.data is not None and generated:
             raise PydanticCustomError(generated[0], "describes generated data and cannot be used with a file "
                                                     "(data); leave out {names}", {"names": ", ".join(generated)})
+        if self.data is None and "standard" in self.scales:
+            raise PydanticCustomError("scales", "'standard' is for a user's table (data); a generated grid keeps "
+                                                "the tutorial's fits (none)", {})
         if self.dask_address is not None and self.runner != "dask":
             raise PydanticCustomError("dask_address", "is only used with runner 'dask' (runner is '{runner}')",
                                       {"runner": self.runner})
@@ -177,6 +181,7 @@ class Cell:
     data: "DataSpec | TableCells"
     solver: str
     spec: SolverSpec
+    scale: str = "none"  # "standard": an iterative solver fits standardised data (linreg.scaling)
 
     @property
     def device(self) -> str:
@@ -205,10 +210,11 @@ def expand_grid(sweep: SweepSpec, datasets: "list[DataSpec | TableCells] | None"
         datasets = data_specs(sweep) if sweep.data is None else [TableCells(1, 1, sweep.data.seed, ())]
     cells: list[Cell] = []
     for data, solver in product(datasets, sweep.solvers):
+        scalings = sweep.scalings if SOLVERS[solver].iterative else ["none"]  # the closed form fits x as given
         for device in _devices_of(solver, sweep.devices):
-            for spec in _specs_of(solver, sweep):
+            for spec, scale in product(_specs_of(solver, sweep), scalings):
                 spec = spec.model_copy(update={"device": device})
-                cells.append(Cell(len(cells), data, solver, spec))
+                cells.append(Cell(len(cells), data, solver, spec, scale))
     return cells
 
 
@@ -247,7 +253,7 @@ def chunk_cells(cells: list[Cell], chunks: int) -> list[list[Cell]]:
 
 # --- Running cells ---------------------------------------------------------------------------------
 
-COLUMNS = ["cell", "n", "d", "seed", "solver", "device", "device_used", "lr", "epochs", "batch_size",
+COLUMNS = ["cell", "n", "d", "seed", "solver", "device", "device_used", "lr", "epochs", "batch_size", "scale",
            "status", "reason", "seconds", "error", "final_loss", "diverged_epoch", "worker"]
 
 
@@ -272,7 +278,8 @@ def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = 
     Args:
         data: the cells' dataset (a `linreg.data.DataSource`).
         progress: called with the rows done, between epochs; it may raise to stop (Ctrl-C).
-        scaling: iterative cells fit the data standardised by it, and are reported in original units.
+        scaling: the data's standard scaling: cells with scale "standard" fit the data standardised by
+            it, and are reported in original units.
     """
     scaled = ScaledSource(data, scaling) if scaling is not None else None
     rows = []
@@ -282,7 +289,9 @@ def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = 
             rows.append(cell_row(cell, status="skipped", reason=reason))
             continue
         spec = cell.spec.model_copy(update={"device": resolve_device(cell.device)})
-        on_scaled = scaled is not None and SOLVERS[cell.solver].iterative
+        on_scaled = cell.scale == "standard" and SOLVERS[cell.solver].iterative
+        if on_scaled and scaled is None:
+            raise ValueError(f"cell {cell.index}: scale 'standard' needs the data's scaling")
         try:
             fit = SOLVERS[cell.solver].fit(scaled if on_scaled else data, spec, progress=progress)
             if on_scaled:
@@ -301,7 +310,7 @@ def cell_row(cell: Cell, **values) -> dict:
         "device": cell.device, "device_used": None,
         "lr": cell.spec.lr if SOLVERS[cell.solver].iterative else math.nan,
         "epochs": cell.spec.epochs if SOLVERS[cell.solver].iterative else 0,
-        "batch_size": cell.spec.batch_size if SOLVERS[cell.solver].minibatch else 0,
+        "batch_size": cell.spec.batch_size if SOLVERS[cell.solver].minibatch else 0, "scale": cell.scale,
         "status": "ok", "reason": None, "seconds": math.nan, "error": math.nan, "final_loss": math.nan,
         "diverged_epoch": None, "worker": None,
     }

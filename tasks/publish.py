@@ -24,8 +24,9 @@ FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves",
 
 
 def table_figures(summary: RunSummary, fits: list[FitResult], x: np.ndarray, y: np.ndarray) -> dict[str, bytes]:
-    """The figures a user's table adds, whose features have names and no truth: predictions against
-    the actual target, the reference's residuals, and every solver's coefficients beside the reference's."""
+    """The figures for d > 1 (and any user's table), where one line per solver no longer shows a fit:
+    predictions against the actual target, the reference's residuals, and every solver's
+    coefficients beside the reference's 95% interval, by column name."""
     ds = summary.dataset
     target = ds.target or "y"
     ok = [f for f in fits if np.isfinite(f.coef).all()]
@@ -57,7 +58,7 @@ def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: 
         "fits.png": figure_png(plot_fits(sample_x, sample_y, fits, names, target)),
         "losses.png": figure_png(plot_losses(fits)),
     }
-    if summary.dataset.source == "file":
+    if summary.dataset.d > 1 or summary.dataset.source == "file":
         pngs.update(table_figures(summary, fits, sample_x, sample_y))
     for name, png in pngs.items():
         write_bytes(folder / name, png)

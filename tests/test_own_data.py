@@ -145,7 +145,50 @@ def test_the_cli_refuses_bad_options_in_one_line_before_any_work(argv, message, 
     status = cli.main(["run", *argv, "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert status == 2 and message in err, err
-    assert err.count("\n") == 1 and not out.exists()  # one line; nothing written
+    assert one_error_line(err) and not out.exists()  # one line; nothing written
+
+
+def one_error_line(err: str) -> bool:
+    """The refusal is the last line, and the only one that says error (a "checking" line may precede it)."""
+    lines = err.strip().splitlines()
+    return lines[-1].startswith("linreg run: error: ") and sum("error" in line for line in lines) == 1
+
+
+BAD_VALUES = {
+    "missing value": ("y,a,b\n1,2,3\n2,,5\n3,4,\n4,5,6\n5,1,1\n", [],
+                      "'a': 1 missing, first at data row 2"),
+    "infinite value": ("y,a\n1,2\n2,inf\n3,4\n", [], "infinite"),
+    "constant feature": ("y,a,b\n1,2,7\n2,3,7\n3,5,7\n4,4,7\n", [], "constant"),
+    "too few rows": ("y,a,b\n1,2,3\n2,3,1\n", [], "rows"),
+    "holdout leaves too few": ("y,a\n1,2\n2,3\n3,5\n4,4\n", ["--holdout", "0.9"], "--holdout 0.9"),
+}
+
+
+@pytest.mark.parametrize("text, extra, message", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_are_refused_by_the_cli_in_one_line_and_nothing_is_written(tmp_path, capsys, text, extra,
+                                                                              message):
+    table = tmp_path / "t.csv"
+    table.write_text(text)
+    out = tmp_path / "out"
+    status = cli.main(["run", "--data", str(table), "--target", "y", *extra, "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and str(table) in err, err
+    assert one_error_line(err)
+    written = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    if "holdout" in message:  # the table itself is sound: its conversion is whole, and the next run reuses it
+        assert len(written) == 1 and written[0].startswith("csv-") and written[0].endswith(".parquet"), written
+    else:
+        assert written == [], written  # no conversion, whole or partial
+
+
+def test_drop_missing_says_how_many_rows_it_dropped(tmp_path, capsys, monkeypatch):
+    table = tmp_path / "t.csv"
+    table.write_text("y,a\n1,2\n2,\n3,5\n4,4\n6,1\n")
+    args = cli._parser().parse_args(["run", "--data", str(table), "--target", "y", "--drop-missing",
+                                     "--output-dir", str(tmp_path / "out")])
+    spec = cli.build_run_spec(args)
+    assert "--drop-missing dropped 1 of 5 rows" in capsys.readouterr().err
+    assert spec.data.drop_missing
 
 
 def test_a_text_column_is_refused_before_prefect_with_a_hint(tmp_path, capsys):
@@ -154,6 +197,7 @@ def test_a_text_column_is_refused_before_prefect_with_a_hint(tmp_path, capsys):
     status = cli.main(["run", "--data", str(table), "--target", "mpg", "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 2 and "column 'name' is not numeric" in err and "--features weight" in err, err
+    assert one_error_line(err)
 
 
 # --- the holdout split and the scaling -----------------------------------------------------------
@@ -302,7 +346,12 @@ def test_a_sweep_over_a_table_refuses_generated_axes_naming_them(capsys):
     from linreg.sweep import SweepSpec, expand_grid
 
     sweep = SweepSpec(data=file_data(), solvers=["closed_form", "numpy_gd"], lr=[0.01, 0.1])
-    assert sweep.scaling == "standard" and len(expand_grid(sweep)) == 3  # closed form once, numpy_gd per lr
+    assert sweep.scalings == ["standard"] and len(expand_grid(sweep)) == 3  # closed form once, numpy_gd per lr
+    both = SweepSpec(data=file_data(), solvers=["closed_form", "numpy_gd"], lr=[0.01, 0.1], scales=["none", "standard"])
+    assert [(c.solver, c.scale) for c in expand_grid(both)] == [("closed_form", "none")] + [
+        ("numpy_gd", s) for _ in (0.01, 0.1) for s in ("none", "standard")]
+    with pytest.raises(ValidationError, match="'standard' is for a user's table"):
+        SweepSpec(scales=["standard"])
     with pytest.raises(ValidationError, match="describes generated data .* leave out n, noise"):
         SweepSpec(data=file_data(), n=[100], noise=0.5)
     status = cli.main(["sweep", "--data", str(LONGLEY), "--target", "employed", "--d", "2"])
@@ -318,12 +367,19 @@ def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_serve
     from linreg.sweep import SweepSpec
 
     sweep = SweepSpec(data=file_data(features=["gnp", "year"]), solvers=["closed_form", "numpy_gd", "torch_module"],
-                      lr=[0.01, 0.1], epochs=[50], output_dir=tmp_path / "out")
+                      lr=[0.01, 0.1], epochs=[50], scales=["none", "standard"], output_dir=tmp_path / "out")
     state = sweep_flow(sweep, return_state=True)
     assert state.is_completed(), state.message
     frame = state.result()
-    assert list(frame["solver"]) == ["closed_form", "numpy_gd", "numpy_gd", "torch_module", "torch_module"]
+    assert list(frame["solver"]) == ["closed_form"] + ["numpy_gd"] * 4 + ["torch_module"] * 4
+    assert list(frame["scale"]) == ["none"] + ["none", "standard"] * 4
+    # Unscaled, Longley's raw columns (GNP ~ 5e5) blow gradient descent up; standardised, it converges.
+    scaled = frame[frame["scale"] == "standard"]
+    assert (scaled["status"] == "ok").all()
+    folder = next((tmp_path / "out" / "runs").glob("*sweep*"))
+    assert {"sweep.parquet", "sweep.csv", "seconds.png", "error.png"} <= {p.name for p in folder.iterdir()}
     assert (frame["n"] == 16).all() and (frame["d"] == 2).all() and (frame["seed"] == 42).all()
     assert frame.loc[0, "error"] == 0.0  # the closed form is the reference
     iterative = frame.iloc[1:]
-    assert iterative["status"].isin(["ok", "diverged"]).all() and (iterative["error"] > 0).all()
+    assert iterative["status"].isin(["ok", "diverged"]).all()
+    assert (scaled["error"] > 0).all()
