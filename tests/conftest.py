@@ -85,19 +85,17 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on five pytest-xdist workers (-n 5), one per fixed group of tests: three of
-# server stacks, test_server_faults.py split by its `db` parameter (the burst and the restart on
-# SQLite's shared stack; the same on PostgreSQL's; the SIGKILLed workers on a stack of their own);
-# the browser and bench subprocesses (test_e2e_server, test_bench); and everything else. The
-# server groups mostly wait (heartbeats, polls, runs two at a time), so five processes keep two
-# cores busy; on one worker the server tests took 18 of the suite's 22 minutes (issue 18). Each
-# group runs in its usual order in a process of its own, so the same tests meet in the same
-# process every time. xdist's own --dist loadgroup cannot be used: its
+# `make test` runs on three pytest-xdist workers (-n 3), one per fixed group of tests: the
+# server stacks (test_server_faults.py: the burst and the restart share one stack per
+# database; the SIGKILLed workers get a stack of their own); the browser and bench
+# subprocesses (test_e2e_server, test_bench); and everything else. Each group runs in its
+# usual order in a process of its own, so the same tests meet in the same process every time.
+# Five workers (the server tests split by database) were tried: 20.5 min against 21.8, but
+# every test ran two to three times slower on two cores, and a loaded run left the
+# PostgreSQL burst short of its wait. xdist's own --dist loadgroup cannot be used: its
 # group suffix no longer reaches pytest 9's node ids.
 GROUPS = {
-    "test_server_faults.py": "server-faults",
-    "test_server_faults.py[sqlite]": "server-sqlite",
-    "test_server_faults.py[postgres]": "server-postgres",
+    "test_server_faults.py": "server-stacks",
     "test_e2e_server.py": "browser-and-bench",
     "test_bench.py": "browser-and-bench",
 }

@@ -31,7 +31,7 @@ from bench.load import (Stack, alive, burst_on, check_runs, describe, process_fa
 from linreg.specs import DataSpec
 from linreg.storage.cache import existing_dataset
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
@@ -40,7 +40,8 @@ ZOMBIE_SECONDS = 60  # the test's LINREG_ZOMBIE_SECONDS (default 90): a Running 
 CRASH_WITHIN = ZOMBIE_SECONDS + 75  # ... is marked Crashed this long after its process died at the latest
 RUN_TIMEOUT = 240
 BURST_RUNS = 20
-BURST_WAIT = 600  # from the trigger to the last final state; about 2-5 minutes here
+BURST_WAIT = 1500  # a hang bound, not a speed check: from the trigger to the last final state took
+# 4-8 minutes here, and 10 on a loaded machine (18 of 20 done at 611 s, the rest queued, not lost)
 # torch_dataloader on n=300: seconds to tens of seconds, depending on the machine. The tests that
 # need a run to end after a fault use it; whether it was still training at the fault does not change
 # their verdict (it ends either way). The test whose verdict needs a run killed mid-run uses
