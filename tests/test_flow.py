@@ -90,7 +90,9 @@ def test_run_records_the_wall_time_of_its_training(default_run):
 def test_run_folder_holds_summary_csv_and_plots(default_run):
     run, _, summary = default_run
     folder = run.output_dir / "runs" / summary.run_id
-    assert sorted(p.name for p in folder.iterdir()) == ["fits.png", "losses.png", "summary.csv", "summary.json"]
+    # d = 2: besides the tutorial's fitted lines and losses, the figures a d > 1 fit needs.
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "coefficients.png", "fits.png", "losses.png", "predicted.png", "residuals.png", "summary.csv", "summary.json"]
     saved = json.loads((folder / "summary.json").read_text())
     assert set(saved["dataset"]) >= {"path", "sha256", "n", "d", "weights", "bias", "noise", "seed"}
     assert saved["dataset"]["n"] == 200 and saved["dataset"]["weights"] == [2.0, -1.0]
@@ -98,7 +100,8 @@ def test_run_folder_holds_summary_csv_and_plots(default_run):
             "weights_abs_error", "bias_abs_error", "mse", "r2", "device"}
     assert all(keys <= set(row) for row in saved["results"])
     assert len((folder / "summary.csv").read_text().splitlines()) == 1 + len(SOLVERS)
-    assert (folder / "fits.png").read_bytes().startswith(PNG)
+    assert all((folder / name).read_bytes().startswith(PNG)
+               for name in ("fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png"))
     assert not list(folder.glob(".*.tmp"))
 
 
@@ -110,7 +113,8 @@ def test_artifacts_are_published(default_run):
     assert [row["solver"] for row in table] == list(SOLVERS)
     report = artifacts["linreg-report"]
     assert report.type == "markdown"
-    assert report.data.count("](data:image/png;base64,") == 2
+    # fits, losses, and for d = 2 predicted-vs-actual, residuals and coefficients
+    assert report.data.count("](data:image/png;base64,") == 5
     assert summary.dataset.sha256 in report.data and summary.dataset.path in report.data
     progress = artifacts["linreg-progress"]
     assert progress.type == "progress" and float(progress.data) == 100.0
