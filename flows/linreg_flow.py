@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.devices import CUDA_MIN_ELEMENTS, DeviceError, explain_device, parse_device
+from linreg.devices import DeviceError, planned_device
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
@@ -35,26 +35,14 @@ def _run_spec(value) -> RunSpec:
     return value if isinstance(value, RunSpec) else RunSpec.model_validate(value)
 
 
-def plan_device(run: RunSpec, elements: int | None = None) -> tuple[str, str]:
-    """The device the fits are planned on, and why, decided once per run, before any work
-    (for a user's table: once it is checked, when its size is known).
-
-    Where the fits run here (threads, processes), "auto" picks CUDA only for data
-    at or above the crossover (`linreg.devices.CUDA_MIN_ELEMENTS`), and a device
-    this machine lacks is refused at once (DeviceError). Under Dask the string is
-    kept as given: each worker resolves it on its own hardware, and "cuda"
-    still routes the tasks to GPU workers.
+def run_device(run: RunSpec, elements: int) -> tuple[str, str]:
+    """The run's device and why (`linreg.devices.planned_device`, the one device policy),
+    for the run name and the flow alike.
 
     Args:
-        elements: n·d of the data; generated data's by default.
+        elements: n·d of the data the fits train on.
     """
-    if elements is None:
-        elements = run.data.n * run.data.d
-    if run.runner == "dask":
-        if run.device == "auto" and elements < CUDA_MIN_ELEMENTS:
-            return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
-        return parse_device(run.device), "as given; each Dask worker resolves it on its own hardware"
-    return explain_device(run.device, elements)
+    return planned_device(run.device, fits_run_here=run.runner != "dask", elements=elements)
 
 
 def linreg_run_name() -> str:
@@ -63,7 +51,7 @@ def linreg_run_name() -> str:
     if run.from_file:
         return run.label()  # its size, which "auto" needs, is known once the table is checked
     try:
-        device = plan_device(run)[0]
+        device = run_device(run, run.data.n * run.data.d)[0]
     except DeviceError:
         device = run.device  # the flow itself reports the error
     return run.label(device)
@@ -111,11 +99,11 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     """
     run_id = new_run_id()
     deadline = run_deadline(run.timeouts.run_seconds)
-    if run.from_file:
+    if run.from_file:  # a table's size, which "auto" needs, is known once it is checked
         ref = prepare_table(run.data, run.output_dir, run.fit_intercept)
-        device, why = plan_device(run, ref.n * ref.d)
-    else:
-        device, why = plan_device(run)
+        device, why = run_device(run, ref.n * ref.d)
+    else:  # decided before the dataset is written: a device this machine lacks refuses the run at once
+        device, why = run_device(run, run.data.n * run.data.d)
         ref = prepare_dataset(run.data, run.output_dir)
     get_run_logger().info("device %s: %s", device, why)
     raise_if_interrupted(deadline)

@@ -42,10 +42,9 @@ def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
         refs = {spec.model_dump_json(): prepare_dataset.submit(spec, sweep.output_dir) for spec in specs}
     rows, futures = [], {}
     for key, group in _groups(sweep, datasets):
-        if sweep.runner != "dask":  # devices this machine lacks are known here; under Dask the worker decides
-            reasons = {cell.index: skip_reason(cell) for cell in group}
-            rows += [cell_row(c, status="skipped", reason=reasons[c.index]) for c in group if reasons[c.index]]
-            group = [cell for cell in group if not reasons[cell.index]]
+        reasons = {cell.index: skip_reason(cell, fits_run_here=sweep.runner != "dask") for cell in group}
+        rows += [cell_row(c, status="skipped", reason=reasons[c.index]) for c in group if reasons[c.index]]
+        group = [cell for cell in group if not reasons[cell.index]]
         for k, chunk in enumerate(chunk_cells(group, CHUNKS_PER_CORE * cores())):
             name = f"train-{chunk[0].device}-n{chunk[0].data.n}-d{chunk[0].data.d}-seed{chunk[0].data.seed}-{k}"
             futures[submit_cells(refs[key], chunk, name, dask=sweep.runner == "dask", scaling=scaling)] = chunk

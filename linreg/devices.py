@@ -1,4 +1,5 @@
-"""Device selection, in one place."""
+"""Device selection: the device policy in one function (`planned_device`), the
+"string -> torch device" step below it (`resolve_device`), and the torch thread count."""
 
 import os
 import re
@@ -21,11 +22,22 @@ def parse_device(device: str) -> str:
     return device
 
 
+def cuda_device_count() -> int:
+    """CUDA devices this machine has (0 without CUDA)."""
+    import torch  # deferred: "cpu" must not pay torch's import
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def resolve_device(device: str = "auto") -> str:
-    """Return the concrete torch device for a user's choice.
+    """Return the concrete torch device for a device string, on the machine that runs the fit.
+
+    This is the low-level step, with no data size: "auto" here means "CUDA if this
+    machine has any". The size rule (the crossover) is `planned_device`'s, which
+    passes "auto" down to a worker only for data at or above the crossover.
 
     Args:
-        device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+        device: "auto" (cuda:0 when this machine has CUDA, else CPU), "cpu", "cuda" or "cuda:N".
 
     Returns:
         "cpu" or "cuda:N".
@@ -36,9 +48,7 @@ def resolve_device(device: str = "auto") -> str:
     """
     if parse_device(device) == "cpu":
         return "cpu"
-    import torch  # deferred: "cpu" must not pay torch's import
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = cuda_device_count()
     if device == "auto":
         return "cuda:0" if count else "cpu"
     index = int(_CUDA.match(device).group(1) or 0)
@@ -59,55 +69,45 @@ def resolve_device(device: str = "auto") -> str:
 CUDA_MIN_ELEMENTS = 1_000_000
 
 
-def auto_device(elements: int | None, cuda_count: int) -> tuple[str, str]:
-    """What "auto" picks, and why, for data of `elements` = n·d on a machine with `cuda_count` GPUs.
+def planned_device(device: str, fits_run_here: bool, elements: int | None = None) -> tuple[str, str]:
+    """The device a run's or a sweep cell's fits are planned on, and why: the one device policy.
 
-    Returns:
-        ("cpu" or "cuda:0", a reason for the log and the summary).
-    """
-    if cuda_count == 0:
-        return "cpu", "auto: no CUDA device on this machine"
-    if elements is None:
-        return "cuda:0", "auto: CUDA is available (data size not given)"
-    if elements < CUDA_MIN_ELEMENTS:
-        return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
-    return "cuda:0", f"auto: n·d = {elements:,} is at or above the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
+    - "auto" picks CUDA only for data of at least CUDA_MIN_ELEMENTS (n·d); below it the
+      CPU wins, wherever the fits run. Without `elements`, "auto" means any CUDA.
+    - Where the fits run here (threads, processes), the choice is resolved here
+      (`resolve_device`): a device this machine lacks is refused at once, and "cuda"
+      becomes "cuda:N", which tags the training tasks for GPU routing.
+    - Under Dask the fits run on workers whose hardware this machine cannot see (a GPU
+      worker behind a CPU-only scheduler host), so the string is kept as given: "cuda"
+      still routes the tasks to GPU workers, and each task resolves it with
+      `resolve_device` on the worker that runs it.
 
-
-def explain_device(device: str = "auto", elements: int | None = None) -> tuple[str, str]:
-    """`resolve_device`, with the reason for its choice: for "auto", the data size against the crossover.
+    It reads only its arguments and this machine's CUDA count, so the run name and the
+    flow, which both ask it, get the same answer.
 
     Args:
-        elements: n·d of the data; with "auto", below CUDA_MIN_ELEMENTS the CPU is chosen.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        fits_run_here: False when Dask workers run the fits.
+        elements: n·d of the data, when known.
+
+    Returns:
+        (the device, a reason for the log and the summary).
 
     Raises:
-        DeviceError: see `resolve_device`.
+        DeviceError: a malformed string; where the fits run here, also a device this machine lacks.
     """
-    if parse_device(device) != "auto":
+    auto = parse_device(device) == "auto"
+    if fits_run_here and not auto:
         return resolve_device(device), f"{device} as asked"
-    import torch  # deferred: "cpu" must not pay torch's import
-
-    return auto_device(elements, torch.cuda.device_count() if torch.cuda.is_available() else 0)
-
-
-def planned_device(device: str, fits_run_here: bool, elements: int | None = None) -> str:
-    """The device the pipeline plans the fits for, decided once per run, before any work.
-
-    When the fits run on this machine (threads or processes), the choice is
-    resolved here: a device this machine lacks is refused at once, and a
-    resolved "cuda:N" tags the training tasks for GPU routing. Under Dask the
-    fits run on workers whose hardware this machine cannot see (a GPU worker
-    behind a CPU-only scheduler host), so the string is kept as given: "cuda"
-    still routes the tasks to GPU workers, and each task resolves it with
-    `resolve_device` on the worker that runs it. Given `elements` (n·d), "auto"
-    picks CUDA only at or above the crossover (`explain_device`).
-
-    Raises:
-        DeviceError: (fits_run_here only) see `resolve_device`.
-    """
+    if fits_run_here and cuda_device_count() == 0:
+        return "cpu", "auto: no CUDA device on this machine"
+    if auto and elements is not None and elements < CUDA_MIN_ELEMENTS:
+        return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
     if not fits_run_here:
-        return parse_device(device)
-    return explain_device(device, elements)[0] if elements is not None else resolve_device(device)
+        return device, "as given; each Dask worker resolves it on its own hardware"
+    if elements is None:
+        return "cuda:0", "auto: CUDA is available (data size not given)"
+    return "cuda:0", f"auto: n·d = {elements:,} is at or above the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
 
 
 SMALL_TENSOR = 1 << 16

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from linreg.devices import DeviceError, parse_device, resolve_device
+from linreg.devices import DeviceError, parse_device, planned_device, resolve_device
 from linreg.scaling import ScaledSource, Scaling
 from linreg.solvers.base import SolverSpec
 from linreg.solvers.registry import SOLVERS
@@ -219,7 +219,7 @@ def expand_grid(sweep: SweepSpec, datasets: "list[DataSpec | TableCells] | None"
 
 
 def _devices_of(solver: str, devices: list[str]) -> list[str]:
-    if SOLVERS[solver].uses_torch or solver == "closed_form":
+    if SOLVERS[solver].cuda:
         return devices
     return ["cpu"] if "cpu" in devices else [devices[0]]  # the second form becomes a skipped cell
 
@@ -257,12 +257,13 @@ COLUMNS = ["cell", "n", "d", "seed", "solver", "device", "device_used", "lr", "e
            "status", "reason", "seconds", "error", "final_loss", "diverged_epoch", "worker"]
 
 
-def skip_reason(cell: Cell) -> str | None:
-    """Why a cell cannot run on this machine, or None: a NumPy solver off the CPU, or a missing CUDA device."""
-    if cell.device != "cpu" and not (SOLVERS[cell.solver].uses_torch or cell.solver == "closed_form"):
+def skip_reason(cell: Cell, fits_run_here: bool = True) -> str | None:
+    """Why a cell cannot run, or None: a solver without a CUDA path off the CPU, or a device that
+    `linreg.devices.planned_device` refuses (one this machine lacks, where the fits run here)."""
+    if cell.device != "cpu" and not SOLVERS[cell.solver].cuda:
         return f"{cell.solver} runs on the CPU only"
     try:
-        resolve_device(cell.device)
+        planned_device(cell.device, fits_run_here)
     except DeviceError as exc:
         return str(exc)
     return None

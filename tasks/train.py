@@ -55,16 +55,14 @@ def train_solver(
 
 
 def routing_tags(solver: str, device: str) -> set[str]:
-    """`cuda` for torch solvers and the closed form when they will run on a GPU, so CUDA workers and the `cuda`
-    concurrency limit pick them out; no tag otherwise.
+    """`cuda` for a solver with a CUDA path (`SolverInfo.cuda`) when it will run on a GPU, so CUDA workers and
+    the `cuda` concurrency limit pick it out; no tag otherwise.
 
     A tagged task asks the API for a concurrency slot of each tag before it runs,
     limit or none: measured here, that delayed every torch task by 2.4 s in the
     default run, so CPU tasks carry no tag (their names say the solver).
     """
-    if not (SOLVERS[solver].uses_torch or solver == "closed_form"):  # the closed form has a CUDA path too
-        return set()
-    return {"cuda"} if device.startswith("cuda") else set()
+    return {"cuda"} if SOLVERS[solver].cuda and device.startswith("cuda") else set()
 
 
 def submit_training(

@@ -130,12 +130,11 @@ def test_training_tasks_are_tagged_and_named(default_run):
 
 
 def test_only_tasks_bound_for_a_gpu_are_tagged_cuda():
-    """Torch solvers and the closed form have CUDA paths; the NumPy solvers never leave the CPU."""
+    """Solvers with a CUDA path (`SolverInfo.cuda`) are tagged on CUDA; the others never leave the CPU."""
     from tasks.train import routing_tags
 
     for name, info in SOLVERS.items():
-        on_gpu = info.uses_torch or name == "closed_form"
-        assert routing_tags(name, "cuda:0") == ({"cuda"} if on_gpu else set()), name
+        assert routing_tags(name, "cuda:0") == ({"cuda"} if info.cuda else set()), name
         assert routing_tags(name, "cpu") == set(), name
 
 
@@ -387,14 +386,19 @@ def test_a_full_disk_during_publish_fails_naming_the_path_and_keeps_the_dataset(
     assert again.is_completed() and again.result().dataset.sha256 == sha256_file(dataset)
 
 
-def test_auto_under_dask_keeps_small_data_on_the_cpu():
-    """Dask workers resolve "auto" on their own hardware; below the crossover the flow
-    already knows the CPU wins, so a GPU worker is never sent a small fit."""
-    from flows.linreg_flow import plan_device
+def test_the_run_name_carries_the_planned_device(monkeypatch):
+    """The name is made before the flow body, by the same policy (`flows.linreg_flow.run_device`):
+    under Dask, "auto" below the crossover is the CPU, above it stays "auto", and CUDA is never refused."""
+    import flows.linreg_flow as module
     from linreg.devices import CUDA_MIN_ELEMENTS
 
-    small = RunSpec(runner="dask", device="auto", data={"n": CUDA_MIN_ELEMENTS - 1})
-    large = RunSpec(runner="dask", device="auto", data={"n": CUDA_MIN_ELEMENTS})
-    assert plan_device(small) == (
-        "cpu", f"auto: n·d = {CUDA_MIN_ELEMENTS - 1:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements")
-    assert plan_device(large) == ("auto", "as given; each Dask worker resolves it on its own hardware")
+    small, large = CUDA_MIN_ELEMENTS - 1, CUDA_MIN_ELEMENTS
+    names = [
+        (RunSpec(runner="dask", device="auto", data={"n": small}), f"n{small}-d1-seed42-cpu"),
+        (RunSpec(runner="dask", device="auto", data={"n": large}), f"n{large}-d1-seed42-auto"),
+        (RunSpec(runner="dask", device="cuda:3"), "n1000-d1-seed42-cuda:3"),
+        (RunSpec(device="cpu"), "n1000-d1-seed42-cpu"),
+    ]
+    for run, name in names:
+        monkeypatch.setattr(module, "flow_run", types.SimpleNamespace(parameters={"run": run}))
+        assert module.linreg_run_name() == name

@@ -11,7 +11,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 import linreg.moments as moments
 from linreg.least_squares import normal_equations
 from linreg.data import make_dataset
-from linreg.devices import CUDA_MIN_ELEMENTS, auto_device, explain_device
 from linreg.solvers import SOLVERS
 from linreg.solvers import _torch, closed_form, torch_dataloader
 from linreg.specs import DataSpec
@@ -21,28 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def parameters(result) -> np.ndarray:
     return np.array([result.intercept, *result.coef])
-
-
-# --- auto: CUDA only above the crossover -----------------------------------------------------------
-
-def test_auto_picks_the_cpu_below_the_crossover_and_says_why():
-    device, why = auto_device(1000, cuda_count=1)
-    assert device == "cpu" and "1,000" in why and f"{CUDA_MIN_ELEMENTS:,}" in why and "below" in why
-
-
-def test_auto_picks_cuda_at_the_crossover_and_above():
-    assert auto_device(CUDA_MIN_ELEMENTS, cuda_count=2)[0] == "cuda:0"
-    assert auto_device(10 * CUDA_MIN_ELEMENTS, cuda_count=1)[0] == "cuda:0"
-
-
-def test_auto_without_cuda_is_the_cpu_whatever_the_size(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    device, why = explain_device("auto", 10 * CUDA_MIN_ELEMENTS)
-    assert device == "cpu" and "no CUDA" in why
-
-
-def test_named_devices_are_taken_as_asked():
-    assert explain_device("cpu", 10**9) == ("cpu", "cpu as asked")
 
 
 # --- closed form: moments on the device in float64 -------------------------------------------------

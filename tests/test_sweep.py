@@ -13,7 +13,7 @@ from linreg.data import make_dataset
 from linreg.solvers import SOLVERS
 from linreg.sweep import (
     COLUMNS, NEVER, SweepSpec, chunk_cells, crossover_table, data_specs, expand_grid, plot_error, plot_seconds,
-    results_frame, run_cells, true_weights,
+    results_frame, run_cells, skip_reason, true_weights,
 )
 
 # --- The grid -------------------------------------------------------------------------------------
@@ -108,6 +108,14 @@ def test_cuda_cells_without_cuda_are_skipped_with_the_reason(no_cuda, one_torch_
     assert (ran["status"] == "ok").all() and (ran["device_used"] == "cpu").all() and (ran["seconds"] > 0).all()
 
 
+def test_under_dask_a_cuda_this_machine_lacks_is_left_to_the_workers(no_cuda):
+    """The flow skips cells by `skip_reason`: here a missing CUDA skips them; under Dask only a CPU-only
+    solver off the CPU does, since the GPU workers' hardware is not this machine's."""
+    cells = expand_grid(SweepSpec(n=[20], devices=["cuda"], solvers=["torch_optim", "numpy_gd"], epochs=[2]))
+    assert [skip_reason(c, fits_run_here=False) for c in cells] == [None, "numpy_gd runs on the CPU only"]
+    assert "CUDA is not available" in skip_reason(cells[0], fits_run_here=True)
+
+
 def test_numpy_solvers_asked_for_on_cuda_alone_are_skipped():
     cells = expand_grid(SweepSpec(n=[20], devices=["cuda"], solvers=["numpy_gd"], epochs=[2]))
     rows = run_cells(make_dataset(data_specs(SweepSpec(n=[20]))[0]), cells)
@@ -122,7 +130,8 @@ def test_a_solver_that_raises_is_a_failed_row_and_the_others_run(monkeypatch):
 
     real = SOLVERS["numpy_gd"]
     monkeypatch.setitem(registry.SOLVERS, "numpy_gd", types.SimpleNamespace(
-        **{k: getattr(real, k) for k in ("name", "defaults", "uses_torch", "iterative", "minibatch")}, fit=boom))
+        **{k: getattr(real, k) for k in ("name", "defaults", "uses_torch", "cuda", "iterative", "minibatch")},
+        fit=boom))
     sweep = SweepSpec(n=[30], solvers=["numpy_gd", "closed_form"])
     rows = run_cells(make_dataset(data_specs(sweep)[0]), expand_grid(sweep))
     assert [(r["solver"], r["status"]) for r in rows] == [("numpy_gd", "failed"), ("closed_form", "ok")]

@@ -76,9 +76,11 @@ def full_batch(
 ) -> tuple[torch.Tensor, float]:
     """Full-batch gradient descent: each epoch one loss over all rows, one backward, one step.
 
-    The three tutorial sections that train full-batch differ only in how they
-    build the model and take the step; each passes those in. Data in memory is
-    converted to tensors once; streamed data goes through `streamed_full_batch`.
+    The four full-batch solvers (torch_autograd, torch_optim, torch_module,
+    torch_sequential) differ only in how they build the model and take the step;
+    each passes those in. Data in memory is converted to tensors once (the loss is
+    compiled for a large CUDA tensor, `compiled_on_cuda`); streamed data goes through
+    `streamed_full_batch`.
 
     Args:
         loss_of: (x (k, d), y (k, 1)) tensors -> mean loss.

@@ -1,8 +1,9 @@
 """The one registry of solvers.
 
 Modules are imported on first use, so validating a solver name does not pay
-for importing torch. Adding a solver means one module with `fit(data, spec)`
-and one line here.
+for importing torch. Adding a solver takes a module with `fit(data, spec, progress=None)`,
+a line here, and, for an iterative solver, a tutorial loop to race in `bench/solvers.py`
+(docs/library.md, "Add a solver in three steps").
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from linreg.solvers.base import SolverSpec
 
 @dataclass(frozen=True)
 class SolverInfo:
-    """A registered solver: where its `fit` lives and its tutorial defaults."""
+    """A registered solver: where its `fit` lives, its tutorial defaults, and what it can do.
+
+    Attributes:
+        uses_torch: fits with torch (its per-step cost, its intra-op threads).
+        cuda: has a CUDA path, so a `cuda` device reaches it; False runs on the CPU only.
+        iterative: trains for epochs (the closed form does not).
+        minibatch: takes `batch_size` rows per step.
+    """
 
     name: str
     module: str
@@ -22,6 +30,7 @@ class SolverInfo:
     uses_torch: bool
     iterative: bool = True
     minibatch: bool = False
+    cuda: bool = False
 
     @property
     def fit(self) -> Callable:
@@ -48,9 +57,11 @@ class SolverInfo:
 
 
 def _entry(
-    name: str, uses_torch: bool, iterative: bool = True, minibatch: bool = False, **defaults
+    name: str, uses_torch: bool, iterative: bool = True, minibatch: bool = False, cuda: bool = False, **defaults
 ) -> tuple[str, SolverInfo]:
-    return name, SolverInfo(name, f"linreg.solvers.{name}", SolverSpec(**defaults), uses_torch, iterative, minibatch)
+    return name, SolverInfo(
+        name, f"linreg.solvers.{name}", SolverSpec(**defaults), uses_torch, iterative, minibatch, cuda
+    )
 
 
 # What every other solver is compared with.
@@ -58,13 +69,14 @@ REFERENCE = "closed_form"
 
 SOLVERS: dict[str, SolverInfo] = dict(
     [
-        _entry("closed_form", uses_torch=False, iterative=False),
+        # NumPy with a CUDA path: its moments are summed on the device (linreg.moments).
+        _entry("closed_form", uses_torch=False, iterative=False, cuda=True),
         _entry("numpy_gd", uses_torch=False, lr=0.01, epochs=1000),
-        _entry("torch_autograd", uses_torch=True, lr=0.1, epochs=1000),
-        _entry("torch_optim", uses_torch=True, lr=0.01, epochs=1000),
-        _entry("torch_module", uses_torch=True, lr=0.01, epochs=1000),
-        _entry("torch_sequential", uses_torch=True, lr=0.01, epochs=1000),
-        _entry("torch_dataloader", uses_torch=True, minibatch=True, lr=0.01, epochs=1000, batch_size=50),
+        _entry("torch_autograd", uses_torch=True, cuda=True, lr=0.1, epochs=1000),
+        _entry("torch_optim", uses_torch=True, cuda=True, lr=0.01, epochs=1000),
+        _entry("torch_module", uses_torch=True, cuda=True, lr=0.01, epochs=1000),
+        _entry("torch_sequential", uses_torch=True, cuda=True, lr=0.01, epochs=1000),
+        _entry("torch_dataloader", uses_torch=True, cuda=True, minibatch=True, lr=0.01, epochs=1000, batch_size=50),
         _entry("numpy_sgd", uses_torch=False, minibatch=True, lr=0.01, epochs=1000, batch_size=50),
     ]
 )
