@@ -2,6 +2,8 @@
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +14,7 @@ from numpy.testing import assert_array_equal
 from linreg.data import iter_dataset_chunks, make_dataset
 from linreg.specs import DataSpec
 from linreg.storage import (
+    Catalog,
     DatasetError,
     DatasetRef,
     ParquetSource,
@@ -20,10 +23,13 @@ from linreg.storage import (
     ensure_dataset,
     open_dataset,
     read_dataset,
+    run_dir,
     sha256_file,
+    spec_digest,
     write_dataset,
     write_dataset_chunks,
 )
+from linreg.storage.catalog import RUN_FILES, is_sweep_id, new_run_id, new_sweep_id, run_started, run_time
 
 SPEC = DataSpec(n=64, weights=[2.0, -1.0], seed=3)
 
@@ -219,3 +225,57 @@ def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
     assert str(target) in str(raised.value)
     assert list(target.parent.iterdir()) == []
+
+
+# --- The data root's catalog ----------------------------------------------------------------------
+
+def test_the_catalog_names_every_path_under_the_data_root_and_creates_none(tmp_path):
+    catalog = Catalog(tmp_path)
+    assert catalog.dataset(SPEC) == tmp_path / "datasets" / f"linreg-{spec_digest(SPEC)}.parquet"
+    assert dataset_path(tmp_path, SPEC) == catalog.dataset(SPEC)
+    assert catalog.conversion("csv", "ab12", "cd34") == tmp_path / "datasets" / "csv-ab12-cd34.parquet"
+    assert catalog.run("r1") == run_dir(tmp_path, "r1") == tmp_path / "runs" / "r1"
+    assert catalog.summary("r1") == tmp_path / "runs" / "r1" / "summary.json"
+    assert [catalog.run_file("r1", name).name for name in RUN_FILES] == [
+        "summary.csv", "fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png", "summary.json"]
+    assert catalog.sweep("s1") == tmp_path / "sweeps" / "s1"  # beside runs/, not in it
+    assert catalog.sweep_file("s1", "sweep.parquet") == tmp_path / "sweeps" / "s1" / "sweep.parquet"
+    assert (catalog.history_csv, catalog.history_png) == (tmp_path / "history.csv", tmp_path / "history.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_name_the_catalog_does_not_know_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'notes.txt' is not one of summary.csv, fits.png"):
+        Catalog(tmp_path).run_file("r1", "notes.txt")
+    with pytest.raises(ValueError, match="is not one of sweep.csv"):
+        Catalog(tmp_path).sweep_file("s1", "summary.json")
+
+
+def test_run_and_sweep_ids_round_trip_their_utc_start_time():
+    flow_run_id = UUID("7f65b0aa-1234-5678-9abc-def012345678")
+    now = datetime(2026, 12, 1, 10, 15, 30, 999_999, tzinfo=timezone.utc)
+    run_id, sweep_id = new_run_id(flow_run_id, now), new_sweep_id(flow_run_id, now)
+    # The ids the flows have always written: f"{now:%Y%m%dT%H%M%SZ}-{str(flow_run.id)[:8]}", and "-sweep-" for a sweep.
+    assert (run_id, sweep_id) == ("20261201T101530Z-7f65b0aa", "20261201T101530Z-sweep-7f65b0aa")
+    assert run_time(run_id) == run_time(sweep_id) == now.replace(microsecond=0)
+    assert run_started(run_id) == "20261201T101530Z"
+    assert new_run_id(flow_run_id, now.astimezone(timezone(timedelta(hours=-5)))) == run_id  # always UTC
+    assert (is_sweep_id(run_id), is_sweep_id(sweep_id)) == (False, True)
+    assert run_time("my-run") is None and run_started("my-run") is None
+    assert run_time(new_run_id("0123456789")) is not None
+
+
+def test_run_folders_are_oldest_first_without_sweeps_or_hidden_folders(tmp_path):
+    catalog = Catalog(tmp_path)
+    assert catalog.run_folders() == []  # no runs/ yet
+    names = ["20261201T100000Z-bbbbbbbb", "20261130T235959Z-cccccccc", "20261201T100000Z-aaaaaaaa",
+             "20261201T000000Z-sweep-dddddddd", ".partial", "mine"]
+    for name in names:
+        (catalog.runs / name).mkdir(parents=True)
+    (catalog.runs / "stray.txt").write_text("not a folder")
+    for name, written_ns in (("20261201T100000Z-bbbbbbbb", 1_000), ("20261201T100000Z-aaaaaaaa", 2_000)):
+        catalog.summary(name).write_text("{}")
+        os.utime(catalog.summary(name), ns=(written_ns, written_ns))
+    # No start time sorts first; within a second, the summary written first; a sweep kept in runs/ is no run.
+    assert [f.name for f in catalog.run_folders()] == [
+        "mine", "20261130T235959Z-cccccccc", "20261201T100000Z-bbbbbbbb", "20261201T100000Z-aaaaaaaa"]

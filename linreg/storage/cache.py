@@ -1,6 +1,5 @@
-"""The data root's layout and its cache policy: one dataset file per spec, reused only once it checks out."""
+"""The dataset cache policy: one dataset file per spec (named by `catalog`), reused only once it checks out."""
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Callable
@@ -8,24 +7,11 @@ from typing import Callable
 from linreg.data import iter_dataset_chunks
 from linreg.specs import DataSpec
 from linreg.storage.atomic import sha256_file
+from linreg.storage.catalog import Catalog
 from linreg.storage.parquet import DatasetError, DatasetRef, dataset_bytes, load_dataset, write_dataset_chunks
 from linreg.storage.source import DEFAULT_MEMORY_BUDGET, open_source
 
 log = logging.getLogger("linreg.storage")
-
-
-def spec_digest(spec: DataSpec) -> str:
-    """A short stable name for a spec: the same spec always maps to the same file."""
-    return hashlib.sha256(spec.model_dump_json(exclude={"source"}).encode()).hexdigest()[:16]  # as before files existed
-
-
-def dataset_path(root: Path, spec: DataSpec) -> Path:
-    return Path(root) / "datasets" / f"linreg-{spec_digest(spec)}.parquet"
-
-
-def run_dir(root: Path, run_id: str) -> Path:
-    """Where one run's summary and plots go."""
-    return Path(root) / "runs" / run_id
 
 
 def existing_dataset(path: Path, spec: DataSpec, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DatasetRef | None:
@@ -63,7 +49,7 @@ def ensure_dataset(
     Returns:
         (reference, reused): reused is False when the file was (re)written.
     """
-    path = dataset_path(Path(root).resolve(), spec)  # absolute: workers may run elsewhere
+    path = Catalog(Path(root).resolve()).dataset(spec)  # absolute: workers may run elsewhere
     try:
         ref = existing_dataset(path, spec, memory_budget)
     except DatasetError as exc:

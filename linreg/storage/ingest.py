@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from linreg.data import CHUNK_ROWS, SourceSpec, holdout_count, holdout_mask
 from linreg.storage.atomic import atomic_path, sha256_file
+from linreg.storage.catalog import Catalog
 from linreg.storage.parquet import DatasetError
 from linreg.storage.source import DEFAULT_MEMORY_BUDGET
 
@@ -371,8 +372,7 @@ def _choice_digest(target: str, features: list[str], drop_missing: bool) -> str:
 def converted_path(data_root: Path, prefix: str, source_sha256: str, target: str, features: list[str],
                    drop_missing: bool) -> Path:
     """Where a conversion of a source with this digest and column choice lives under the data root."""
-    name = f"{prefix}-{source_sha256}-{_choice_digest(target, features, drop_missing)}.parquet"
-    return Path(data_root) / "datasets" / name
+    return Catalog(data_root).conversion(prefix, source_sha256, _choice_digest(target, features, drop_missing))
 
 
 def row_group_rows(d: int) -> int:
