@@ -27,10 +27,11 @@ from bench.harness import BenchConfig, Row, interleave
 from linreg.data import make_dataset
 from linreg.evaluate import RunSummary, summarize
 from linreg.provenance import collect
-from linreg.results import COLUMNS, SUMMARY, load_history, run_folders
+from linreg.results import COLUMNS, load_history, run_folders
 from linreg.solvers import SOLVERS
 from linreg.specs import DataSpec
-from linreg.storage import DatasetRef
+from linreg.storage import Catalog, DatasetRef
+from linreg.storage.catalog import SUMMARY
 
 TARGET_SECONDS = 2.0
 RUNS, QUICK_RUNS = 1000, 100
@@ -53,9 +54,9 @@ def write_runs(root: Path, template: RunSummary, count: int) -> None:
         raw["dataset"]["seed"] = k % 10
         for i, row in enumerate(raw["results"]):
             row["seconds"] = template.results[i].seconds * (1 + (k % 7) / 10)
-        folder = root / "runs" / raw["run_id"]
-        folder.mkdir(parents=True)
-        (folder / SUMMARY).write_text(json.dumps(raw, indent=2))
+        summary = Catalog(root).summary(raw["run_id"])
+        summary.parent.mkdir(parents=True)
+        summary.write_text(json.dumps(raw, indent=2))
 
 
 def unvalidated(root: Path) -> pd.DataFrame:

@@ -214,9 +214,10 @@ class RunSummary(BaseModel):
     def to_frame(self) -> "pd.DataFrame":
         """One row per solver, with the run's id, time, data spec and provenance on every row.
 
-        The same columns, built by the same code, as a row of `linreg.results.load_history`.
+        The same columns, built by the same code (`linreg.frames`), as a row of `linreg.results.load_history`.
         """
-        from linreg.results import summaries_frame  # deferred: pandas only for those who ask
+        # Deferred for start-up time: linreg.frames imports pandas, which a training worker never needs.
+        from linreg.frames import summaries_frame
 
         return summaries_frame([self])
 

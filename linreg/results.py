@@ -1,45 +1,34 @@
 """Runs as pandas DataFrames: one run, the history under a data root, and run-vs-run comparison.
 
-A data root holds `runs/<run-id>/summary.json`, written last by each run: a folder
-without it is a run that is still going or never finished. Loading never fails
-the whole history for one bad folder: it is skipped with a warning naming it.
+A data root holds `runs/<run-id>/summary.json` (paths named by `linreg.storage.catalog`),
+written last by each run: a folder without it is a run that is still going or never
+finished. Loading never fails the whole history for one bad folder: it is skipped with a
+warning naming it. The frames themselves are built by `linreg.frames`.
 """
 
 import json
 import logging
 import math
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
 from linreg.evaluate import RunSummary
+from linreg.frames import COLUMNS, largest, summaries_frame
 from linreg.solvers.base import Status
+from linreg.storage.catalog import SUMMARY, Catalog, run_started
+
+__all__ = [
+    "COLUMNS", "Comparison", "RunNotFound", "Thresholds", "compare", "history_table", "iter_runs", "load_history",
+    "load_run", "previous_run", "resolve_run", "run_folders", "same_data", "summaries_frame", "summary_file",
+]
 
 log = logging.getLogger("linreg.results")
 
-SUMMARY = "summary.json"
-RUN_FILES = ("summary.csv", "fits.png", "losses.png")  # what publish writes before summary.json
-RUN_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
-
-# The history's columns, in order: the run, its data, then one solver's result, then provenance.
-RUN_COLUMNS = ["run_id", "time", "n", "d", "noise", "seed", "true_weights", "true_bias", "dataset_sha256",
-               "dataset_path", "data_source", "target", "features", "holdout", "training_seconds"]
-SOLVER_COLUMNS = ["solver", "status", "seconds", "epochs", "error", "max_weight_abs_error", "bias_abs_error",
-                  "distance_to_closed_form", "mse", "r2", "final_loss", "weights", "bias", "weights_abs_error",
-                  "device", "worker", "message", "diverged_epoch", "holdout_mse", "holdout_r2"]
-PROVENANCE_COLUMNS = ["commit", "python_version", "numpy_version", "torch_version", "prefect_version", "host",
-                      "run_device", "device_name", "cores", "load_average"]
-COLUMNS = RUN_COLUMNS + SOLVER_COLUMNS + PROVENANCE_COLUMNS
-FLOAT_COLUMNS = ["noise", "true_bias", "training_seconds", "seconds", "error", "max_weight_abs_error",
-                 "bias_abs_error", "distance_to_closed_form", "mse", "r2", "final_loss", "bias", "load_average",
-                 "holdout", "holdout_mse", "holdout_r2"]
-INT_COLUMNS = ["n", "d", "seed", "epochs", "diverged_epoch", "cores"]
 SPEC_FIELDS = ("n", "weights", "bias", "noise", "seed")  # what generates a dataset
 STATUS_RANK = {Status.OK: 0, Status.RANK_DEFICIENT: 1, Status.DIVERGED: 1, Status.FAILED: 2}
 
@@ -72,26 +61,8 @@ def load_run(run: Path) -> RunSummary:
 
 
 def run_folders(root: Path) -> list[Path]:
-    """Every folder under `<root>/runs`, oldest first.
-
-    Run ids begin with their UTC start time, to the second; within a second, the
-    run whose summary.json was written first comes first.
-    """
-    runs = Path(root) / "runs"
-    if not runs.is_dir():
-        return []
-    folders = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    started = {f: (m.group(1) if (m := RUN_TIME.match(f.name)) else "") for f in folders}
-    ties = Counter(started.values())
-    # Only runs that started in the same second need their files' times (a stat each).
-    return sorted(folders, key=lambda f: (started[f], _written(f) if ties[started[f]] > 1 else 0, f.name))
-
-
-def _written(folder: Path) -> int:
-    try:
-        return (folder / SUMMARY).stat().st_mtime_ns
-    except OSError:
-        return 0
+    """Every run folder under `<root>/runs`, oldest first (`linreg.storage.Catalog.run_folders`)."""
+    return Catalog(root).run_folders()
 
 
 def iter_runs(root: Path, newest_first: bool = False) -> Iterator[tuple[Path, RunSummary]]:
@@ -107,10 +78,7 @@ def _load_or_warn(folder: Path) -> RunSummary | None:
     try:
         return load_run(folder)
     except FileNotFoundError:
-        if _other_results(folder):
-            log.debug("skipping %s: not a run folder (a sweep, or another tool's results)", folder)
-        else:
-            log.warning("skipping run folder %s: no %s (the run did not finish, or is still running)", folder, SUMMARY)
+        log.warning("skipping run folder %s: no %s (the run did not finish, or is still running)", folder, SUMMARY)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(file)"
@@ -119,66 +87,6 @@ def _load_or_warn(folder: Path) -> RunSummary | None:
     except (OSError, ValueError) as exc:
         log.warning("skipping run folder %s: unreadable %s: %s", folder, SUMMARY, exc)
     return None
-
-
-def _other_results(folder: Path) -> bool:
-    """A folder under runs/ with files, none of them a run's (a sweep's folder, say)."""
-    try:
-        names = {p.name for p in folder.iterdir()}
-    except OSError:
-        return False
-    return bool(names) and not names & set(RUN_FILES)
-
-
-def summaries_frame(summaries: Iterable[RunSummary]) -> pd.DataFrame:
-    """One tidy DataFrame, a row per run and solver, in the order given (see COLUMNS)."""
-    records = [record for summary in summaries for record in _records(summary)]
-    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-    frame[FLOAT_COLUMNS] = frame[FLOAT_COLUMNS].astype("float64")
-    frame[INT_COLUMNS] = frame[INT_COLUMNS].astype("Int64")  # nullable: diverged_epoch is mostly missing
-    frame["time"] = pd.to_datetime(frame["run_id"].str.extract(RUN_TIME, expand=False), format="%Y%m%dT%H%M%SZ",
-                                   utc=True, errors="coerce")
-    return frame
-
-
-def _records(summary: RunSummary) -> list[dict]:
-    ds = summary.dataset
-    p = summary.provenance
-    run = {
-        "run_id": summary.run_id, "time": None, "n": ds.n, "d": ds.d, "noise": ds.noise, "seed": ds.seed,
-        "true_weights": ds.weights, "true_bias": ds.bias, "dataset_sha256": ds.sha256, "dataset_path": ds.path,
-        "data_source": ds.source_path if ds.source == "file" else "generated", "target": ds.target,
-        "features": ds.features, "holdout": ds.holdout,
-        "training_seconds": summary.training_seconds,
-        "commit": p and p.commit, "python_version": p and p.python, "numpy_version": p and p.numpy,
-        "torch_version": p and p.torch, "prefect_version": p and p.prefect, "host": p and p.host,
-        "run_device": p and p.device, "device_name": p and p.device_name, "cores": p and p.cores,
-        "load_average": p and p.load_average,
-    }
-    return [
-        {
-            **run,
-            "solver": r.solver, "status": r.status.value, "seconds": r.seconds, "epochs": r.epochs,
-            # Against the truth; a user's table has none, and its error is the distance to the closed form.
-            "error": _max([r.bias_abs_error, *r.weights_abs_error]) if ds.has_truth else r.distance_to_closed_form,
-            "max_weight_abs_error": _max(r.weights_abs_error), "bias_abs_error": r.bias_abs_error,
-            "distance_to_closed_form": r.distance_to_closed_form, "mse": r.mse, "r2": r.r2,
-            "final_loss": r.final_loss, "weights": r.weights, "bias": r.bias,
-            "weights_abs_error": r.weights_abs_error, "device": r.device, "worker": r.worker,
-            "message": r.message, "diverged_epoch": r.diverged_epoch,
-            "holdout_mse": r.holdout_mse, "holdout_r2": r.holdout_r2,
-        }
-        for r in summary.results
-    ]
-
-
-def _max(values: list[float]) -> float:
-    """The largest of values >= 0 (absolute errors), NaN if any is NaN (a failed fit has no error).
-
-    Plain Python: np.max costs 10 us a call, a third of the history's load time; a NaN
-    (and only a NaN, for values >= 0) makes the sum NaN.
-    """
-    return float(max(values)) if values and not math.isnan(sum(values)) else math.nan
 
 
 def load_history(
@@ -239,19 +147,19 @@ def resolve_run(root: Path, reference: str) -> Path:
     Raises:
         RunNotFound: naming what was looked for, and where.
     """
+    catalog = Catalog(root)
     if reference in ("latest", "previous"):
-        complete = [f for f in run_folders(root) if (f / SUMMARY).is_file()]
+        complete = [f for f in catalog.run_folders() if (f / SUMMARY).is_file()]
         index = -1 if reference == "latest" else -2
         if len(complete) < -index:
-            raise RunNotFound(f"{reference!r}: {len(complete)} finished run(s) under {Path(root) / 'runs'}")
+            raise RunNotFound(f"{reference!r}: {len(complete)} finished run(s) under {catalog.runs}")
         return complete[index]
     path = Path(reference)
     if summary_file(path).is_file():
         return summary_file(path).parent
-    by_id = Path(root) / "runs" / reference
-    if "/" not in reference and (by_id / SUMMARY).is_file():
-        return by_id
-    raise RunNotFound(f"{reference!r} is no run folder, and no finished run of that id is under {Path(root) / 'runs'}")
+    if "/" not in reference and catalog.summary(reference).is_file():
+        return catalog.run(reference)
+    raise RunNotFound(f"{reference!r} is no run folder, and no finished run of that id is under {catalog.runs}")
 
 
 def _table_choice(ds) -> tuple:
@@ -276,10 +184,10 @@ def previous_run(root: Path, summary: RunSummary) -> RunSummary | None:
     Reads folders newest first and stops at the first match, checking the dataset's
     digest on the raw JSON before validating a candidate fully.
     """
-    own = RUN_TIME.match(summary.run_id)
+    own = run_started(summary.run_id)
     for folder in reversed(run_folders(root)):
-        started = RUN_TIME.match(folder.name)
-        if folder.name == summary.run_id or (own and started and started.group(1) > own.group(1)):
+        started = run_started(folder.name)
+        if folder.name == summary.run_id or (own and started and started > own):
             continue
         try:
             raw = json.loads(summary_file(folder).read_bytes())["dataset"]
@@ -403,12 +311,12 @@ def _busy_machine(a: RunSummary, b: RunSummary) -> list[str]:
 
 def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds, by_error: bool = True) -> dict:
     if by_error:
-        err_a, err_b = _max([ra.bias_abs_error, *ra.weights_abs_error]), _max([rb.bias_abs_error, *rb.weights_abs_error])
+        err_a, err_b = largest([ra.bias_abs_error, *ra.weights_abs_error]), largest([rb.bias_abs_error, *rb.weights_abs_error])
     else:  # no truth: the error is the distance to the closed form
         err_a, err_b = ra.distance_to_closed_form, rb.distance_to_closed_form
     row = {
         "solver": rb.solver, "status_a": ra.status.value, "status_b": rb.status.value,
-        "parameters_change": _max(np.abs(np.subtract([rb.bias, *rb.weights], [ra.bias, *ra.weights])).tolist())
+        "parameters_change": largest(np.abs(np.subtract([rb.bias, *rb.weights], [ra.bias, *ra.weights])).tolist())
         if truth and len(ra.weights) == len(rb.weights) else math.nan,
         "error_a": err_a, "error_b": err_b, "error_change": err_b - err_a,
         "distance_a": ra.distance_to_closed_form, "distance_b": rb.distance_to_closed_form,
