@@ -34,6 +34,7 @@ from uuid import UUID
 
 from bench.harness import BenchConfig, Row
 from linreg.ports import PortTaken, free_port, on_free_port, says_port_taken
+from linreg.storage.catalog import SUMMARY, Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "server.sh"
@@ -354,8 +355,8 @@ def check_runs(stack: Stack, runs: dict, output_dir: Path) -> list[RunCheck]:
             check.artifact_keys = {a.key for a in artifacts if a.flow_run_id == run_id and a.key}
             if not {"linreg-summary", "linreg-report"} <= check.artifact_keys:
                 check.problems.append(f"artifacts {sorted(check.artifact_keys)}")
-            folders = list((output_dir / "runs").glob(f"*-{str(run_id)[:8]}"))
-            if len(folders) != 1 or not (folders[0] / "summary.json").is_file():
+            folders = list(Catalog(output_dir).runs.glob(f"*-{str(run_id)[:8]}"))
+            if len(folders) != 1 or not (folders[0] / SUMMARY).is_file():
                 check.problems.append(f"run folders {folders}")
             else:
                 check.run_folder = folders[0]

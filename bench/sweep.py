@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.harness import BenchConfig, Row, interleave
 from bench.prefect_overhead import run_quietly
+from linreg.storage.catalog import SWEEP_PARQUET, Catalog
 
 TARGET = 1 / 1.5
 LEARNING_RATES = [0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1]
@@ -77,5 +78,5 @@ def run(config: BenchConfig) -> list[Row]:
 def _cells_of(out: Path) -> int:
     import pandas as pd
 
-    frame = pd.read_parquet(next((out / "runs").iterdir()) / "sweep.parquet")
+    frame = pd.read_parquet(next(Catalog(out).sweeps.iterdir()) / SWEEP_PARQUET)
     return int((frame["status"] == "ok").sum())

@@ -131,11 +131,12 @@ def run_history(args) -> int:
     except OptionError as exc:
         return _fail("history", exc)
     _warnings_to_stderr()
-    from linreg.plots import figure_png, plot_history  # deferred: pandas and matplotlib
-    from linreg.report import frame_rows, history_text
-    from linreg.results import COLUMNS, history_table, load_history
+    # Deferred for start-up time: pandas and matplotlib, which `linreg run` (importing this parser) never needs.
+    from linreg.history import write_history
+    from linreg.report import history_text
+    from linreg.results import history_table, load_history
     from linreg.solvers.registry import SOLVERS
-    from linreg.storage import write_bytes, write_csv
+    from linreg.storage import Catalog
 
     frame = load_history(root, solvers=solvers, **filters)
     if solvers is not None:
@@ -143,13 +144,13 @@ def run_history(args) -> int:
         if unknown:
             return _fail("history", OptionError(f"--solvers: unknown solver(s): {', '.join(unknown)}; "
                                                 f"known: {', '.join(SOLVERS)}"))
+    catalog = Catalog(root)
     if frame.empty:
-        print(f"linreg history: no finished run under {root / 'runs'} matches", file=sys.stderr)
+        print(f"linreg history: no finished run under {catalog.runs} matches", file=sys.stderr)
         return 1
     print(history_text(history_table(frame)))
-    write_csv(root / "history.csv", frame_rows(frame, COLUMNS))
-    write_bytes(root / "history.png", figure_png(plot_history(frame)))
-    print(f"\n{frame['run_id'].nunique()} runs; wrote {root / 'history.csv'} and {root / 'history.png'}")
+    write_history(root, frame)
+    print(f"\n{frame['run_id'].nunique()} runs; wrote {catalog.history_csv} and {catalog.history_png}")
     return 0
 
 
@@ -162,7 +163,8 @@ def run_compare(args) -> int:
     except OptionError as exc:
         return _fail("compare", exc)
     _warnings_to_stderr()
-    from linreg.report import comparison_text  # deferred: pandas
+    # Deferred for start-up time: pandas, which `linreg run` (importing this parser) never needs.
+    from linreg.report import comparison_text
     from linreg.results import RunNotFound, Thresholds, compare, load_run, resolve_run
 
     runs = []

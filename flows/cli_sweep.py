@@ -43,7 +43,7 @@ def register(commands) -> None:
     sweep.add_argument("--bias", help="true bias (default 1)")
     sweep.add_argument("--runner", help="threads (default), processes or dask")
     sweep.add_argument("--dask-address", help="tcp://host:port of a Dask scheduler (with --runner dask)")
-    sweep.add_argument("--output-dir", help="data root: datasets/ and runs/<sweep-id>/ go here (default data)")
+    sweep.add_argument("--output-dir", help="data root: datasets/ and sweeps/<sweep-id>/ go here (default data)")
     sweep.add_argument("--scale", dest="scales", help="an axis: iterative cells on standardised data (standard) or "
                        "as given (none), e.g. none,standard; default auto: standard with --data, none without")
     own = sweep.add_argument_group("your own data (instead of generated data: leave out --n, --d, --seeds, "

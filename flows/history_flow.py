@@ -8,6 +8,7 @@ from prefect.states import Completed, Failed
 from pydantic import Field
 
 from linreg.solvers import SOLVERS
+from linreg.storage.catalog import RUNS, Catalog
 from linreg.validation import MAX_D, MAX_N, MAX_SEED
 from tasks.history import publish_history
 
@@ -27,8 +28,8 @@ def history_flow(
     Returns the history DataFrame. Fails, publishing nothing, when `output_dir` holds no
     `runs/` folder (a wrong data root, say) or `solvers` names an unknown solver.
     """
-    if not (Path(output_dir) / "runs").is_dir():
-        return Failed(message=f"output_dir: {Path(output_dir).resolve()} has no runs/ folder; "
+    if not Catalog(output_dir).runs.is_dir():
+        return Failed(message=f"output_dir: {Path(output_dir).resolve()} has no {RUNS}/ folder; "
                               "is it the data root of linreg runs?")
     unknown = sorted(set(solvers or []) - set(SOLVERS))
     if unknown:

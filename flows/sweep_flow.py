@@ -1,12 +1,11 @@
 """The sweep: prepare each dataset once, train every chunk of cells together, publish one DataFrame."""
 
-from datetime import datetime, timezone
-
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
+from linreg.storage import catalog
 from linreg.sweep import (
     SweepSpec, TableCells, cell_row, chunk_cells, count_statuses, data_specs, expand_grid, results_frame, skip_reason,
 )
@@ -22,8 +21,8 @@ CHUNKS_PER_CORE = 2
 
 
 def new_sweep_id() -> str:
-    """A sortable, unique folder name: UTC time plus the flow run's id."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-sweep-{str(flow_run.id)[:8]}"
+    """A sortable, unique folder name, as the catalog writes it: UTC time plus the flow run's id."""
+    return catalog.new_sweep_id(flow_run.id)
 
 
 @flow(name="linreg-sweep-train")

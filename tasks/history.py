@@ -6,10 +6,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from linreg.plots import figure_png, plot_history
+from linreg.history import write_history
 from linreg.report import HISTORY_ARTIFACT_COLUMNS, frame_rows, history_markdown
-from linreg.results import COLUMNS, history_table, load_history
-from linreg.storage import write_bytes, write_csv
+from linreg.results import history_table, load_history
 from tasks.dataset import retry_on_io_error
 
 
@@ -22,10 +21,7 @@ def publish_history(root: Path, filters: dict):
         The history DataFrame (a row per run and solver), empty when no run matches.
     """
     frame = load_history(root, **filters)
-    png = figure_png(plot_history(frame)) if not frame.empty else None
-    if png is not None:
-        write_csv(Path(root) / "history.csv", frame_rows(frame, COLUMNS))
-        write_bytes(Path(root) / "history.png", png)
+    png = write_history(root, frame) if not frame.empty else None
     runs = frame["run_id"].nunique()
     create_table_artifact(frame_rows(frame, HISTORY_ARTIFACT_COLUMNS), key="linreg-history",
                           description=f"linreg history under {root}: {runs} runs, one row per run and solver")

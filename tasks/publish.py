@@ -15,7 +15,8 @@ from linreg.report import render_markdown, summary_rows
 from linreg.results import compare, previous_run
 from linreg.solvers import FitResult
 from linreg.solvers.registry import REFERENCE
-from linreg.storage import DataRef, open_data, run_dir, write_bytes, write_csv, write_text
+from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_csv, write_text
+from linreg.storage.catalog import SUMMARY, SUMMARY_CSV
 from tasks.dataset import memory_budget, retry_on_io_error
 
 FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves",
@@ -51,7 +52,8 @@ def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: 
 
     The report compares the run with the previous one on the same data under `root`, if any.
     """
-    folder = run_dir(root, summary.run_id)
+    catalog = Catalog(root)
+    folder = catalog.run(summary.run_id)
     sample_x, sample_y = open_data(ref, memory_budget()).head(MAX_POINTS)
     names, target = summary.dataset.features, summary.dataset.target or "y"
     pngs = {
@@ -61,11 +63,12 @@ def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: 
     if summary.dataset.d > 1 or summary.dataset.source == "file":
         pngs.update(table_figures(summary, fits, sample_x, sample_y))
     for name, png in pngs.items():
-        write_bytes(folder / name, png)
+        write_bytes(catalog.run_file(summary.run_id, name), png)
     rows = summary_rows(summary)
     previous = previous_run(root, summary)  # before summary.json is written: this run is no candidate
-    write_csv(folder / "summary.csv", rows)
-    write_text(folder / "summary.json", summary.model_dump_json(indent=2) + "\n")  # last: marks the run complete
+    write_csv(catalog.run_file(summary.run_id, SUMMARY_CSV), rows)
+    # Last: marks the run complete.
+    write_text(catalog.run_file(summary.run_id, SUMMARY), summary.model_dump_json(indent=2) + "\n")
     create_table_artifact(rows, key="linreg-summary", description=f"linreg run {summary.run_id}: one row per solver")
     create_markdown_artifact(
         render_markdown(summary, {FIGURES[name]: png for name, png in pngs.items()},

@@ -13,7 +13,8 @@ from linreg.least_squares import solve_least_squares
 from linreg.moments import accumulate
 from linreg.plots import figure_png
 from linreg.scaling import Scaling
-from linreg.storage import DataRef, open_data, run_dir, write_bytes, write_text
+from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_text
+from linreg.storage.catalog import SWEEP_CSV, SWEEP_PARQUET
 from linreg.sweep import (
     Cell, SweepSpec, crossover_table, frame_parquet, frame_rows, plot_error, plot_seconds, render_report, run_cells,
 )
@@ -69,14 +70,16 @@ def sweep_task_runner(sweep: SweepSpec) -> TaskRunner:
 @task(name="publish-sweep", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
       retry_condition_fn=retry_on_io_error)
 def publish_sweep(frame, sweep_id: str, root: Path) -> Path:
-    """Save sweep.parquet, sweep.csv and the plots under runs/<sweep-id>/, then the artifacts."""
-    folder = run_dir(root, sweep_id)
+    """Save sweep.parquet, sweep.csv and the plots under sweeps/<sweep-id>/, then the artifacts."""
+    catalog = Catalog(root)
+    folder = catalog.sweep(sweep_id)
     crossover = crossover_table(frame)
     pngs = {"seconds.png": figure_png(plot_seconds(frame)), "error.png": figure_png(plot_error(frame))}
     for name, png in pngs.items():
-        write_bytes(folder / name, png)
-    write_text(folder / "sweep.csv", frame.to_csv(index=False))
-    write_bytes(folder / "sweep.parquet", frame_parquet(frame))  # last: marks the sweep complete
+        write_bytes(catalog.sweep_file(sweep_id, name), png)
+    write_text(catalog.sweep_file(sweep_id, SWEEP_CSV), frame.to_csv(index=False))
+    # Last: marks the sweep complete.
+    write_bytes(catalog.sweep_file(sweep_id, SWEEP_PARQUET), frame_parquet(frame))
     titles = {"seconds.png": "Seconds against n (log-log)", "error.png": "Error against n (log-log)"}
     report = render_report(sweep_id, frame, crossover,
                            {titles[name]: base64.b64encode(png).decode() for name, png in pngs.items()})

@@ -5,6 +5,7 @@ saves them): a `linreg run` costs ~10 s each. The flow tests at the end run Pref
 """
 
 import json
+import logging
 import shutil
 
 import pandas as pd
@@ -16,6 +17,7 @@ from test_results import SOLVER_NAMES, SPEC, edited, make_run, run_id, save
 from flows.cli import main
 from linreg.report import HISTORY_ARTIFACT_COLUMNS, _fmt
 from linreg.results import COLUMNS, load_run
+from linreg.storage import Catalog
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -54,6 +56,23 @@ def test_history_prints_a_line_per_run_oldest_first_and_writes_csv_and_png(three
     assert list(csv["solver"][:3]) == list(SOLVER_NAMES)
     assert csv["seconds"].tolist() == [round(r.seconds, 4) for run in runs for r in run.results]
     assert (root / "history.png").read_bytes().startswith(PNG)
+
+
+def test_history_skips_sweeps_in_their_own_folder_and_in_an_old_roots_runs_without_a_warning(
+        three_runs, tmp_path, capsys, caplog):
+    root, runs = three_runs
+    copy = Catalog(tmp_path / "root")
+    shutil.copytree(root / "runs", copy.runs)
+    # sweeps/ as now, and runs/ as older versions kept them: both a finished sweep's files, no summary.json.
+    for folder in (copy.sweep("20261201T020000Z-sweep-0000000a"), copy.run("20261201T020000Z-sweep-0000000b")):
+        folder.mkdir(parents=True)
+        (folder / "sweep.parquet").write_bytes(b"PAR1")
+    with caplog.at_level(logging.WARNING, logger="linreg.results"):
+        code, lines, err = history(capsys, "--output-dir", str(copy.root))
+    assert code == 0, err
+    assert [line.split()[0] for line in lines[1:-2]] == [r.run_id for r in runs]
+    assert lines[-1] == f"3 runs; wrote {copy.history_csv} and {copy.history_png}"
+    assert [r.getMessage() for r in caplog.records if r.name == "linreg.results"] == []
 
 
 def test_a_fit_that_did_not_end_ok_shows_its_status_and_an_absent_one_a_dash(tmp_path, three_runs, capsys):

@@ -364,6 +364,7 @@ def test_a_sweep_over_a_table_refuses_generated_axes_naming_them(capsys):
 @pytest.mark.flow
 def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_server, tmp_path):
     from flows.sweep_flow import sweep_flow
+    from linreg.storage import Catalog
     from linreg.sweep import SweepSpec
 
     sweep = SweepSpec(data=file_data(features=["gnp", "year"]), solvers=["closed_form", "numpy_gd", "torch_module"],
@@ -376,7 +377,7 @@ def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_serve
     # Unscaled, Longley's raw columns (GNP ~ 5e5) blow gradient descent up; standardised, it converges.
     scaled = frame[frame["scale"] == "standard"]
     assert (scaled["status"] == "ok").all()
-    folder = next((tmp_path / "out" / "runs").glob("*sweep*"))
+    (folder,) = Catalog(tmp_path / "out").sweeps.iterdir()
     assert {"sweep.parquet", "sweep.csv", "seconds.png", "error.png"} <= {p.name for p in folder.iterdir()}
     assert (frame["n"] == 16).all() and (frame["d"] == 2).all() and (frame["seed"] == 42).all()
     assert frame.loc[0, "error"] == 0.0  # the closed form is the reference

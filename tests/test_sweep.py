@@ -233,6 +233,8 @@ def test_sweep_flow_publishes_one_frame_with_skipped_cuda_cells(prefect_server, 
 
     import tasks.dataset
     from flows.sweep_flow import sweep_flow
+    from linreg.results import run_folders
+    from linreg.storage.catalog import Catalog, is_sweep_id, run_time
 
     made = []
     real = tasks.dataset.ensure_dataset
@@ -246,8 +248,10 @@ def test_sweep_flow_publishes_one_frame_with_skipped_cuda_cells(prefect_server, 
     assert len(frame) == len(expand_grid(sweep)) == 4 * (2 + 4 + 2)
     assert set(frame.loc[frame["device"] == "cuda", "status"]) == {"skipped"}
     assert set(frame.loc[frame["device"] == "cpu", "status"]) == {"ok"}
-    folder = next((tmp_path / "runs").iterdir())
+    (folder,) = Catalog(tmp_path).sweeps.iterdir()  # a folder of its own, named by the catalog's sweep id
+    assert is_sweep_id(folder.name) and run_time(folder.name) is not None
     assert str(folder) in state.message and "12 skipped" in state.message
+    assert not Catalog(tmp_path).runs.exists() and run_folders(tmp_path) == []  # the history sees no run
     saved = pd.read_parquet(folder / "sweep.parquet")
     pd.testing.assert_frame_equal(saved, frame)
     assert len(pd.read_csv(folder / "sweep.csv")) == len(frame)
