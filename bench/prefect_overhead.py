@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench.default_run import TARGET, bound, standalone_fits
 from bench.harness import BenchConfig, Row, interleave
+from linreg.storage.catalog import SUMMARY, Catalog
 from linreg.ports import PortTaken, on_free_port, says_port_taken
 
 SCRIPT = Path(__file__).with_name("tutorial_reference.py")
@@ -152,8 +153,8 @@ def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
 
 def task_compute(out: Path) -> float:
     """Sum of solver seconds of the one run under `out`."""
-    (summary,) = out.glob("runs/*/summary.json")
-    return sum(row["seconds"] for row in json.loads(summary.read_text())["results"])
+    (folder,) = Catalog(out).run_folders()
+    return sum(row["seconds"] for row in json.loads((folder / SUMMARY).read_text())["results"])
 
 
 def run(config: BenchConfig) -> list[Row]:
@@ -211,8 +212,8 @@ def run(config: BenchConfig) -> list[Row]:
 
 def training_seconds(out: Path) -> float:
     """The training step's wall time, as the one run under `out` recorded it."""
-    (summary,) = out.glob("runs/*/summary.json")
-    return json.loads(summary.read_text())["training_seconds"]
+    (folder,) = Catalog(out).run_folders()
+    return json.loads((folder / SUMMARY).read_text())["training_seconds"]
 
 
 def standalone_data(config: BenchConfig):

@@ -1,6 +1,5 @@
 """The pipeline: generate, persist, train in parallel, evaluate, publish."""
 
-from datetime import datetime, timezone
 from time import perf_counter
 
 from prefect import flow, get_run_logger
@@ -13,7 +12,7 @@ from linreg.report import outcome
 from linreg.solvers import FitResult
 from linreg.scaling import Scaling
 from linreg.specs import RunSpec
-from linreg.storage import DataRef
+from linreg.storage import DataRef, catalog
 from tasks.dataset import fit_scaling, prepare_dataset, prepare_table
 from tasks.evaluate import evaluate_fits
 from tasks.events import emit_solver_events
@@ -24,8 +23,8 @@ from tasks.train import collect_fits, submit_training
 
 
 def new_run_id() -> str:
-    """A sortable, unique folder name: UTC time plus the flow run's id."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{str(flow_run.id)[:8]}"
+    """This flow run's folder name, in the catalog's format (UTC time plus the flow run's id)."""
+    return catalog.new_run_id(flow_run.id)
 
 
 def _run_spec(value) -> RunSpec:

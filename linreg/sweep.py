@@ -67,7 +67,7 @@ class SweepSpec(FrozenModel):
     noise: Annotated[float, range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
     runner: Literal["threads", "processes", "dask"] = Field("threads", description="task runner")
     dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only")
-    output_dir: Path = Field(Path("data"), description="data root: datasets/ and runs/<sweep-id>/ go here")
+    output_dir: Path = Field(Path("data"), description="data root: datasets/ and sweeps/<sweep-id>/ go here")
     data: FileData | None = Field(None, description="a user's table instead of generated data (n, d, seeds, "
                                                     "noise and bias then stay unset)")
     scales: list[Literal["auto", "none", "standard"]] = Field(
@@ -336,7 +336,7 @@ def fit_row(cell: Cell, fit, worker: str | None = None) -> dict:
 
 def results_frame(rows: list[dict]):
     """The sweep's rows as one DataFrame with COLUMNS, ordered by cell."""
-    import pandas as pd
+    import pandas as pd  # deferred: the grid and its specs load without pandas
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values("cell", kind="stable").reset_index(drop=True)
@@ -356,7 +356,7 @@ def frame_rows(frame) -> list[dict]:
 
 
 def _missing(value) -> bool:
-    import pandas as pd
+    import pandas as pd  # deferred: the grid and its specs load without pandas
 
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
@@ -389,7 +389,7 @@ def crossover_table(frame):
         DataFrame: solver, d, crossover_n (None when never), crossover_elements (n·d),
         cpu_s and cuda_s at the largest n, verdict.
     """
-    import pandas as pd
+    import pandas as pd  # deferred: the grid and its specs load without pandas
 
     table = timing_table(frame)
     rows = []
