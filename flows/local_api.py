@@ -1,4 +1,9 @@
-"""Prefect's temporary local API for one `linreg run`: started early, always stopped.
+"""Which Prefect API a command uses, and the local one it starts: always stopped.
+
+`linreg run`, `linreg sweep` and `linreg ui` all come here: `project_server` and
+`ui_server` find an API already serving this project, `HomeLock` keeps two processes
+from writing one SQLite file, `TemporaryAPI` runs the temporary local API for a run,
+and `UIServer` the same API with the UI for `linreg ui`.
 
 With no `PREFECT_API_URL`, Prefect starts a temporary API server the first
 time a flow needs one (`prefect.server.api.server.SubprocessASGIServer`). That

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from linreg.moments import Moments
+from linreg.moments import MAX_CANCELLATION, Moments, block_rows
 
 EXTENDED = np.longdouble
 # Where long double is no wider than float64 (Windows, macOS on ARM), QR runs in float64 and says so.
@@ -318,8 +318,6 @@ def moment_rounding(moments: Moments, gram: np.ndarray, total: float) -> float:
     """How many times u the moments may be off: sums over a BLAS block of rows (√rows, as
     rounding errors add at random), times what centring raw sums cancelled (when every column's
     was at most MAX_CANCELLATION; when one's was more, the two-pass sums were taken for all)."""
-    from linreg.moments import MAX_CANCELLATION, block_rows  # the pass that made them
-
     n = moments.n
     squares = np.append(np.diag(gram), total)
     means = np.append(moments.mean_x, moments.mean_y)

@@ -238,7 +238,7 @@ def _readable_tensor(a: np.ndarray):
     which torch.from_numpy warns about although nothing writes to them."""
     import warnings
 
-    import torch
+    import torch  # deferred: the CPU path never imports torch
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -278,7 +278,7 @@ def moments_of_augmented(z) -> Moments:
 
 def centred_on_device(z, mean_x: np.ndarray, mean_y: float) -> Moments:
     """`centred_products` on the device: the corrected two-pass sums, one block of rows at a time."""
-    import torch
+    import torch  # deferred: the CPU path never imports torch
 
     n, d = len(z), z.shape[1] - 2
     means = torch.from_numpy(np.append(mean_x, mean_y)).to(z.device)

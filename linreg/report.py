@@ -40,7 +40,7 @@ def _plain(value):
 
 
 def _is_missing(value) -> bool:
-    import pandas as pd
+    import pandas as pd  # deferred: pandas costs a console table's start-up only when a value is checked
 
     return bool(pd.isna(value)) if np.ndim(value) == 0 else False
 
