@@ -53,10 +53,10 @@ ui: $(STAMP) $(MIGRATED)
 	$(BIN)/linreg ui
 
 # The whole suite: library, flows, faults, bench smoke test, servers (SQLite, PostgreSQL), load and browser.
-# Three pytest-xdist workers, one per fixed group of tests (tests/conftest.py): the group of
-# server stacks mostly wait, so three processes keep two cores busy. XDIST= runs it in one process.
+# Four pytest-xdist workers, one per fixed group of tests (tests/conftest.py): the two groups of
+# server stacks mostly wait, so four processes keep two cores busy. XDIST= runs it in one process.
 # The log ends with the slowest tests (--durations), to see where the time goes.
-XDIST ?= -n 3
+XDIST ?= -n 4
 test: $(STAMP) $(LINREG_CHROMIUM) postgres
 	$(BIN)/python -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
 

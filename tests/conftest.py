@@ -85,10 +85,12 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on three pytest-xdist workers (-n 3), one per fixed group of tests: the
-# server stacks (test_server_faults.py: the burst and the restart share one stack per
-# database; the SIGKILLed workers get a stack of their own); the browser and bench
-# subprocesses (test_e2e_server, test_bench); and everything else. Each group runs in its
+# `make test` runs on four pytest-xdist workers (-n 4), one per fixed group of tests: the
+# shared server stacks (test_server_faults.py: the burst and the restart share one stack per
+# database); the SIGKILLed workers, on a stack of their own, which mostly waits on heartbeats;
+# the browser and bench subprocesses (test_e2e_server, test_bench); and everything else.
+# With three (the SIGKILL test in the first group) that group took 1181 s, the other two
+# 811 and 807 s (Python 3.12, 2026-12-05): it ended alone, minutes after the others. Each group runs in its
 # usual order in a process of its own, so the same tests meet in the same process every time.
 # Five workers (the server tests split by database) were tried: 20.5 min against 21.8, but
 # every test ran two to three times slower on two cores, and a loaded run left the
@@ -96,17 +98,20 @@ def migrated_prefect_home(tmp_path_factory):
 # group suffix no longer reaches pytest 9's node ids.
 GROUPS = {
     "test_server_faults.py": "server-stacks",
+    "test_server_faults.py::test_loopback_auth_and_a_sigkilled_worker": "server-sigkill",
     "test_e2e_server.py": "browser-and-bench",
     "test_bench.py": "browser-and-bench",
 }
 
 
 def xdist_group(nodeid: str) -> str:
-    """The group of a test: by its module and parameter (`module.py[param]`), else by its module."""
+    """The group of a test: by `module.py::test`, else by module and parameter (`module.py[param]`),
+    else by its module."""
     module, _, name = nodeid.partition("::")
     module = module.rsplit("/", 1)[-1]
     param = name[name.index("[") + 1:-1] if name.endswith("]") and "[" in name else None
-    return GROUPS.get(f"{module}[{param}]") or GROUPS.get(module, "the-rest")
+    return (GROUPS.get(f"{module}::{name}") or GROUPS.get(f"{module}[{param}]")
+            or GROUPS.get(module, "the-rest"))
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -119,3 +124,20 @@ def pytest_xdist_make_scheduler(config, log):
             return xdist_group(nodeid)
 
     return FixedGroups(config, log)
+
+
+_GROUP_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Add each phase's time (setup, call, teardown) to its xdist group's total."""
+    group = xdist_group(report.nodeid)
+    _GROUP_SECONDS[group] = _GROUP_SECONDS.get(group, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each group's summed test time: the group that ends last sets the suite's wall time."""
+    if len(_GROUP_SECONDS) > 1:
+        terminalreporter.write_sep("=", "seconds per xdist group (tests/conftest.py)")
+        for group, seconds in sorted(_GROUP_SECONDS.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{seconds:8.1f}s  {group}")
