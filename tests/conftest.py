@@ -85,20 +85,23 @@ def migrated_prefect_home(tmp_path_factory):
     return fresh
 
 
-# `make test` runs on four pytest-xdist workers (-n 4), one per fixed group of tests: the
-# shared server stacks (test_server_faults.py: the burst and the restart share one stack per
-# database); the SIGKILLed workers, on a stack of their own, which mostly waits on heartbeats;
-# the browser and bench subprocesses (test_e2e_server, test_bench); and everything else.
-# With three (the SIGKILL test in the first group) that group took 1181 s, the other two
-# 811 and 807 s (Python 3.12, 2026-12-05): it ended alone, minutes after the others. Each group runs in its
+# `make test` runs on four pytest-xdist workers (-n 4), one per fixed group of tests, each
+# group about as long as the others: the SQLite stack of test_server_faults.py (its burst and
+# restart share it); the PostgreSQL stack's burst and restart, then the SIGKILLed workers on
+# a stack of their own, which mostly waits on heartbeats; the browser and bench subprocesses
+# (test_e2e_server, test_bench); and everything else. Measured on a quiet fresh clone
+# (2026-12-05): with three groups (every server test in one) that group took 1181 s and the
+# others 811 and 807; with all the stacks in one group and the SIGKILL test apart, 952, 819,
+# 766 and 373 s. Each group runs in its
 # usual order in a process of its own, so the same tests meet in the same process every time.
 # Five workers (the server tests split by database) were tried: 20.5 min against 21.8, but
 # every test ran two to three times slower on two cores, and a loaded run left the
 # PostgreSQL burst short of its wait. xdist's own --dist loadgroup cannot be used: its
 # group suffix no longer reaches pytest 9's node ids.
 GROUPS = {
-    "test_server_faults.py": "server-stacks",
-    "test_server_faults.py::test_loopback_auth_and_a_sigkilled_worker": "server-sigkill",
+    "test_server_faults.py": "server-sqlite",
+    "test_server_faults.py[postgres]": "server-postgres-and-sigkill",
+    "test_server_faults.py::test_loopback_auth_and_a_sigkilled_worker": "server-postgres-and-sigkill",
     "test_e2e_server.py": "browser-and-bench",
     "test_bench.py": "browser-and-bench",
 }

@@ -8,8 +8,8 @@ keeps to its own runs, folders and stretch of the logs, so that either order hol
 test of the default bind, credentials and SIGKILLed workers needs settings of its own
 (auth, one worker, a short zombie window) and starts its own stack. Each test takes
 minutes: the burst waits for twenty runs two at a time, the zombie detection for missed
-heartbeats. `make test` runs the shared stacks' tests on one xdist worker and the SIGKILL
-test on another (tests/conftest.py).
+heartbeats. `make test` runs the SQLite stack's tests on one xdist worker, and the SIGKILL
+test then the PostgreSQL stack's on another (tests/conftest.py).
 """
 
 import base64
