@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from linreg.devices import DeviceError, parse_device
@@ -36,6 +36,49 @@ def _solver_keys(schema: dict) -> None:
     schema["propertyNames"] = {"enum": list(SOLVERS)}
 
 
+# Field types a run and a sweep share (RunSpec and linreg.sweep.SweepSpec): one value, one refusal.
+Rows = Annotated[int, range_check(1, MAX_N)]
+Seed = Annotated[int, range_check(0, MAX_SEED)]
+Noise = Annotated[float, range_check(0.0)]
+LearningRate = Annotated[float, range_check(0.0, lo_open=True)]
+Epochs = Annotated[int, range_check(1, MAX_EPOCHS)]
+BatchSize = Annotated[int, range_check(1, MAX_BATCH)]
+Bias = FiniteFloat
+
+
+def writable_folder(path: Path) -> Path:
+    """`path` if it is a folder this process can write in, or can be made in one; else refused."""
+    if path.exists() and not path.is_dir():
+        raise PydanticCustomError("output_dir", "{path} exists and is not a folder", {"path": str(path)})
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise PydanticCustomError("output_dir", "{path} is not a writable folder", {"path": str(probe)})
+    return path
+
+
+OutputDir = Annotated[Path, AfterValidator(writable_folder)]
+
+
+def dask_address_for(address: str | None, runner: str | None) -> str | None:
+    """`address` if it is a scheduler address (tcp://host:port) and the runner is dask; None stays None.
+
+    A validator's helper: `runner` is the model's already-validated runner (None when it was refused).
+    """
+    if address is None:
+        return address
+    if runner != "dask":
+        raise PydanticCustomError(
+            "dask_address", "is only used with runner 'dask' (runner is '{runner}')", {"runner": runner},
+        )
+    if not re.fullmatch(DASK_ADDRESS_PATTERN, address):
+        raise PydanticCustomError(
+            "dask_address", "must look like tcp://host:port, got '{address}'", {"address": address}
+        )
+    return address
+
+
 def _optional_pattern(pattern: str):
     def add(schema: dict) -> None:
         for branch in schema.get("anyOf", [schema]):
@@ -45,6 +88,10 @@ def _optional_pattern(pattern: str):
     return add
 
 
+# The schema's side of `dask_address_for`, for a `str | None` field.
+DASK_ADDRESS_SCHEMA = _optional_pattern(DASK_ADDRESS_PATTERN)
+
+
 class DataSpec(FrozenModel):
     """What data to generate: y = bias + x @ weights + noise * e, x and e standard normal."""
 
@@ -52,13 +99,13 @@ class DataSpec(FrozenModel):
 
     source: Literal["generated"] = Field("generated", description="generated: data drawn from known true parameters")
 
-    n: Annotated[int, range_check(1, MAX_N)] = Field(1000, description=f"rows, 1..{MAX_N}")
+    n: Rows = Field(1000, description=f"rows, 1..{MAX_N}")
     weights: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_D)] = Field(
         default_factory=lambda: [2.0], description=f"true weights, 1..{MAX_D} finite numbers"
     )
-    bias: FiniteFloat = Field(1.0, description="true intercept")
-    noise: Annotated[float, range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
-    seed: Annotated[int, range_check(0, MAX_SEED)] = Field(42, description=f"RandomState seed, 0..{MAX_SEED}")
+    bias: Bias = Field(1.0, description="true intercept")
+    noise: Noise = Field(0.1, description="noise standard deviation, >= 0")
+    seed: Seed = Field(42, description=f"RandomState seed, 0..{MAX_SEED}")
 
     @property
     def d(self) -> int:
@@ -90,7 +137,7 @@ class FileData(FrozenModel):
     holdout: Annotated[float, range_check(0.0, MAX_HOLDOUT)] = Field(
         0.0, description=f"fraction of rows held out from every fit and scored after, 0..{MAX_HOLDOUT} (0: none)"
     )
-    seed: Annotated[int, range_check(0, MAX_SEED)] = Field(
+    seed: Seed = Field(
         42, description=f"seed of the holdout split and of the solvers' draws, 0..{MAX_SEED}"
     )
 
@@ -159,9 +206,9 @@ class Timeouts(FrozenModel):
 class SolverOverrides(FrozenModel):
     """Fields that replace a solver's own defaults; None keeps the default."""
 
-    lr: Annotated[float, range_check(0.0, lo_open=True)] | None = Field(None, description="learning rate, > 0")
-    epochs: Annotated[int, range_check(1, MAX_EPOCHS)] | None = Field(None, description=f"passes over the data, 1..{MAX_EPOCHS}")
-    batch_size: Annotated[int, range_check(1, MAX_BATCH)] | None = Field(
+    lr: LearningRate | None = Field(None, description="learning rate, > 0")
+    epochs: Epochs | None = Field(None, description=f"passes over the data, 1..{MAX_EPOCHS}")
+    batch_size: BatchSize | None = Field(
         None, description=f"minibatch rows, 1..{MAX_BATCH}; above n it is clipped to n"
     )
 
@@ -199,10 +246,10 @@ class RunSpec(FrozenModel):
     )
     dask_address: str | None = Field(
         None, description="scheduler address (tcp://host:port) of an existing Dask cluster; runner dask only",
-        json_schema_extra=_optional_pattern(DASK_ADDRESS_PATTERN),
+        json_schema_extra=DASK_ADDRESS_SCHEMA,
     )
     device: str = Field("auto", description=DEVICE_HELP, json_schema_extra={"pattern": DEVICE_PATTERN})
-    output_dir: Path = Field(
+    output_dir: OutputDir = Field(
         Path("data"),
         description="data root: datasets/ and runs/ go here; with remote workers it must be shared storage",
     )
@@ -271,30 +318,7 @@ class RunSpec(FrozenModel):
     @field_validator("dask_address")
     @classmethod
     def _scheduler_address(cls, address: str | None, info: ValidationInfo) -> str | None:
-        if address is None:
-            return address
-        if info.data.get("runner") != "dask":
-            raise PydanticCustomError(
-                "dask_address", "is only used with runner 'dask' (runner is '{runner}')",
-                {"runner": info.data.get("runner")},
-            )
-        if not re.fullmatch(r"(tcp|tls|ucx|inproc)://[^\s/]+", address):
-            raise PydanticCustomError(
-                "dask_address", "must look like tcp://host:port, got '{address}'", {"address": address}
-            )
-        return address
-
-    @field_validator("output_dir")
-    @classmethod
-    def _writable_dir(cls, path: Path) -> Path:
-        if path.exists() and not path.is_dir():
-            raise PydanticCustomError("output_dir", "{path} exists and is not a folder", {"path": str(path)})
-        probe = path
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-            raise PydanticCustomError("output_dir", "{path} is not a writable folder", {"path": str(probe)})
-        return path
+        return dask_address_for(address, info.data.get("runner"))
 
 
 def _check_names(names: list[str], known: dict) -> None:
