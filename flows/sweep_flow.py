@@ -11,8 +11,8 @@ from linreg.sweep import (
 )
 from tasks.dataset import fit_scaling, prepare_dataset, prepare_table
 from tasks.interrupt import raise_if_interrupted
-from tasks.runners import cores, set_torch_threads
-from tasks.sweep import publish_sweep, reference_fit, submit_cells, sweep_task_runner
+from tasks.runners import cores, intra_op_threads, set_torch_threads, task_runner_for
+from tasks.sweep import publish_sweep, reference_fit, submit_cells
 
 # Chunks per (dataset, device): twice the cores, so that a chunk that runs long is
 # balanced by the others, while each task's own cost (~0.1 s of API calls) is paid
@@ -29,7 +29,7 @@ def new_sweep_id() -> str:
 def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
     """Every dataset prepared once, as a task; every chunk of cells submitted at once, after its dataset."""
     if sweep.runner == "threads":
-        set_torch_threads(1)  # process-wide: tiny tensors run fastest on one thread per task
+        set_torch_threads(intra_op_threads(sweep))  # the flow's own thread; pool threads set theirs (tasks/runners.py)
     scaling, datasets = None, None
     if sweep.data is not None:  # a user's table: ingested once, its closed form the cells' reference
         table = prepare_table(sweep.data, sweep.output_dir)
@@ -74,7 +74,7 @@ def sweep_flow(sweep: SweepSpec = SweepSpec()):
     machine lacks) are rows that say why, never failures. Returns the results DataFrame.
     """
     sweep_id = new_sweep_id()
-    rows = sweep_train_flow.with_options(task_runner=sweep_task_runner(sweep))(sweep)
+    rows = sweep_train_flow.with_options(task_runner=task_runner_for(sweep))(sweep)
     raise_if_interrupted()
     frame = results_frame(rows)
     folder = publish_sweep(frame, sweep_id, sweep.output_dir)

@@ -1,4 +1,4 @@
-"""Figures of a run. Functions return a Figure; where it is saved is the caller's choice."""
+"""Figures of a run and of a sweep. Functions return a Figure; where it is saved is the caller's choice."""
 
 import io
 
@@ -109,6 +109,42 @@ def plot_history(frame) -> Figure:
         ax.set_xticks(ticks, [runs[i][:15] for i in ticks], rotation=30, ha="right", fontsize=7)
     if axes[0].lines:
         axes[0].legend(fontsize=7)
+    return fig
+
+
+# --- A sweep: seconds and error against n ----------------------------------------------------------
+
+def plot_sweep_seconds(frame) -> Figure:
+    """A sweep's seconds against n, log-log, one line per (solver, device kind, d); bars span min..max over seeds.
+
+    Args:
+        frame: the sweep's rows (`linreg.sweep.results_frame`); only cells that ran count.
+    """
+    return _plot_against_n(frame, "seconds", "seconds per fit")
+
+
+def plot_sweep_error(frame) -> Figure:
+    """A sweep's largest absolute parameter error against n, log-log; bars span min..max over seeds."""
+    return _plot_against_n(frame, "error", "max |fitted - true| of (b, w)")
+
+
+def _plot_against_n(frame, column: str, label: str) -> Figure:
+    ran = frame[frame["status"].isin(["ok", "diverged"]) & (frame[column] > 0)].copy()
+    ran["kind"] = np.where(ran["device"].str.startswith("cuda"), "cuda", "cpu")
+    fig = Figure(figsize=(8, 5), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    for (solver, kind, d), group in ran.groupby(["solver", "kind", "d"]):
+        stats = group.groupby("n")[column].agg(["median", "min", "max"]).sort_index()
+        n = stats.index.to_numpy(dtype=float)
+        ax.errorbar(n, stats["median"], yerr=[stats["median"] - stats["min"], stats["max"] - stats["median"]],
+                    marker="o" if kind == "cpu" else "s", linestyle="-" if kind == "cpu" else "--",
+                    capsize=3, label=f"{solver} {kind}" + (f" d={d}" if ran["d"].nunique() > 1 else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("n (rows)")
+    ax.set_ylabel(label)
+    if len(ran):
+        ax.legend(fontsize=7, ncol=2)
     return fig
 
 

@@ -1,4 +1,4 @@
-"""Turn a RunSummary into rows, a console table and a markdown report; render comparisons and history."""
+"""Turn a RunSummary into rows, a console table and a markdown report; render comparisons, history and a sweep."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from linreg.evaluate import RunSummary
 from linreg.solvers.base import Status
+from linreg.sweep import count_statuses
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is built: the flow's import stays light
     import pandas as pd
@@ -45,13 +46,14 @@ def _is_missing(value) -> bool:
     return bool(pd.isna(value)) if np.ndim(value) == 0 else False
 
 
-def frame_rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+def frame_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict]:
     """Rows of plain Python values: lists of weights joined by spaces, times as ISO text, seconds to 0.1 ms.
 
-    The one step from a results frame to a table artifact or a CSV file.
+    The one step from a results frame (a run's, a sweep's, the history's) to a table artifact,
+    a markdown table or a CSV file. `columns`: these, in this order; all the frame's by default.
     """
     out = []
-    for record in frame[columns].to_dict("records"):
+    for record in frame[columns if columns is not None else list(frame.columns)].to_dict("records"):
         row = {}
         for key, value in record.items():
             if isinstance(value, (list, tuple, np.ndarray)):
@@ -124,13 +126,35 @@ def data_line(summary: RunSummary) -> str:
             f"No true parameters: each fit is scored against the closed form and the data.")
 
 
-def _markdown_table(rows: list[dict], columns: list[str]) -> str:
-    def cell(v):
-        return _fmt(v) if isinstance(v, float) else str(v).replace("|", "\\|")
+def markdown_table(rows: list[dict], columns: list[str] | None = None, *, digits: int = 6,
+                   missing: str | None = None) -> str:
+    """The one markdown table renderer: the run report's tables and the sweep's (`sweep_table`).
+
+    Args:
+        columns: the header, in order; the first row's keys by default ("(none)" when there is no row).
+        digits: significant digits of a float.
+        missing: the text of a missing value (None, NaN, pd.NA); by default None reads "None" and
+            a non-finite float "nan".
+    """
+    if columns is None:
+        if not rows:
+            return "(none)"
+        columns = list(rows[0])
+
+    def cell(v) -> str:
+        if missing is not None and (v is None or _is_missing(v)):
+            return missing
+        return _fmt(v, digits) if isinstance(v, float) else str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """A sweep's table (its crossover, its cells not run) as its report and `linreg sweep` print it:
+    three significant digits, "–" for a missing value, a line break at the end."""
+    return markdown_table(rows, digits=3, missing="–") + "\n"
 
 
 def _fixed_width(rows: list[dict], columns: list[str], digits: int = 6) -> str:
@@ -229,7 +253,7 @@ def comparison_markdown(comparison: Comparison | None) -> str:
         parts.append("No earlier run on the same data under this data root.")
         return "\n\n".join(parts)
     parts.append(f"Previous run: `{comparison.run_a}`. Change = this run minus the previous one.")
-    parts.append(_markdown_table(_comparison_rows(comparison, "**regression**"), COMPARISON_COLUMNS))
+    parts.append(markdown_table(_comparison_rows(comparison, "**regression**"), COMPARISON_COLUMNS))
     parts.append("\n".join(f"- {line}" for line in _comparison_summary(comparison)))
     return "\n\n".join(parts)
 
@@ -279,11 +303,11 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         "## Results",
         *([f"Training took {summary.training_seconds:.2f} s of wall time for "
            f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
-        _markdown_table(summary_rows(summary), ["solver", "status", "bias", "weights", "distance_to_closed_form",
+        markdown_table(summary_rows(summary), ["solver", "status", "bias", "weights", "distance_to_closed_form",
                                                 "mse", "r2", "epochs", "seconds", "message"]),
         comparison_markdown(comparison),
         "## Closed-form inference (95% confidence intervals)",
-        _markdown_table([i.model_dump() for i in summary.inference],
+        markdown_table([i.model_dump() for i in summary.inference],
                         ["parameter", "estimate", "truth", "std_error", "ci_low", "ci_high", "covers_truth"]),
         "## Plots",
     ]
@@ -307,13 +331,13 @@ def _table_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         *([scale] if scale else []),
         *([f"Training took {summary.training_seconds:.2f} s of wall time for "
            f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
-        _markdown_table(summary_rows(summary), ["solver", "status", "distance_to_closed_form", "mse", "r2", *holdout,
+        markdown_table(summary_rows(summary), ["solver", "status", "distance_to_closed_form", "mse", "r2", *holdout,
                                                 "epochs", "seconds", "message"]),
         "### Coefficients by name",
-        _markdown_table(*named_coefficient_rows(summary)),
+        markdown_table(*named_coefficient_rows(summary)),
         comparison_markdown(comparison),
         "## Reference fit (closed form, 95% confidence intervals)",
-        _markdown_table(*reference_table(summary)),
+        markdown_table(*reference_table(summary)),
         statistics_line(summary),
         "## Plots",
     ]
@@ -361,5 +385,28 @@ def history_markdown(wide: pd.DataFrame, png: bytes | None, root) -> str:
     shown = wide.tail(HISTORY_REPORT_RUNS)
     if len(shown) < len(wide):
         parts.append(f"The last {len(shown)} runs:")
-    parts.append(_markdown_table(*_history_cells(shown)))
+    parts.append(markdown_table(*_history_cells(shown)))
     return "\n\n".join(parts) + "\n"
+
+
+# --- A sweep's report --------------------------------------------------------------------------------
+
+def sweep_markdown(sweep_id: str, frame: pd.DataFrame, crossover: pd.DataFrame, images: dict[str, bytes]) -> str:
+    """The sweep's markdown report: counts, the crossover table, the plots and the cells not run.
+
+    Args:
+        frame: the sweep's rows (`linreg.sweep.results_frame`).
+        crossover: `linreg.sweep.crossover_table(frame)`.
+        images: title -> PNG bytes, embedded as data URIs.
+    """
+    counts = count_statuses(frame)
+    lines = [f"# linreg sweep {sweep_id}", "",
+             f"{len(frame)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
+             "## Crossover: where CUDA beats the CPU", "", sweep_table(frame_rows(crossover)), ""]
+    for title, png in images.items():
+        lines += [f"## {title}", "", f"![{title}]({png_data_uri(png)})", ""]
+    not_run = frame[frame["status"].isin(["skipped", "failed"])]
+    if len(not_run):
+        reasons = not_run.groupby(["status", "reason"]).size().reset_index(name="cells")
+        lines += ["## Cells not run", "", sweep_table(frame_rows(reasons))]
+    return "\n".join(lines)

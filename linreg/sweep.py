@@ -1,8 +1,11 @@
 """Sweeps: a grid of (data, solver, device, hyperparameters) cells, their results as one DataFrame,
-the crossover where CUDA starts to beat the CPU, and the sweep's plots.
+and the crossover where CUDA starts to beat the CPU.
 
 No Prefect here: `flows/sweep_flow.py` sets the order and `tasks/sweep.py`
-runs chunks of cells through `run_cells`.
+runs chunks of cells through `run_cells`. The sweep's plots are in `linreg.plots`
+(`plot_sweep_seconds`, `plot_sweep_error`) and its report in `linreg.report`
+(`sweep_markdown`, `sweep_table`). `SweepSpec` takes its field types and checks
+from `linreg.specs`, as `RunSpec` does.
 
 A cell is one fit. Hyperparameters are expanded only for the solvers that use
 them: the closed form gets one cell per (data, device), whatever the lr and
@@ -25,25 +28,23 @@ from pathlib import Path
 from typing import Annotated, Callable, Literal
 
 import numpy as np
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from linreg.devices import DeviceError, parse_device, planned_device, resolve_device
 from linreg.scaling import ScaledSource, Scaling
 from linreg.solvers.base import SolverSpec
 from linreg.solvers.registry import SOLVERS
-from linreg.specs import DataSpec, FileData
-from linreg.validation import MAX_BATCH, MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
+from linreg.specs import (
+    DASK_ADDRESS_SCHEMA, BatchSize, Bias, DataSpec, Epochs, FileData, LearningRate, Noise, OutputDir, Rows, Seed,
+    dask_address_for,
+)
+from linreg.validation import MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
 
 MAX_VALUES = 64  # values per axis; a grid is their product
 MAX_CELLS = 10_000
 
-N = Annotated[int, range_check(1, MAX_N), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_N})]
-D = Annotated[int, range_check(1, MAX_D), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_D})]
-LR = Annotated[float, range_check(0.0, lo_open=True), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
-EPOCHS = Annotated[int, range_check(1, MAX_EPOCHS),
-                   WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS})]
-SEED = Annotated[int, range_check(0, MAX_SEED), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED})]
+Features = Annotated[int, range_check(1, MAX_D)]  # a run's d is its weights' count; a sweep's is an axis
 
 
 def _axis(description: str, default: list):
@@ -54,20 +55,21 @@ def _axis(description: str, default: list):
 class SweepSpec(FrozenModel):
     """A sweep's grid and where it runs. Every list is one axis of the grid."""
 
-    n: list[N] = _axis(f"rows of each dataset, 1..{MAX_N}", [1000])
-    d: list[D] = _axis(f"features of each dataset, 1..{MAX_D}", [1])
-    seeds: list[SEED] = _axis(f"data seeds, 0..{MAX_SEED}; repeated seeds give the spread", [42])
+    n: list[Rows] = _axis(f"rows of each dataset, 1..{MAX_N}", [1000])
+    d: list[Features] = _axis(f"features of each dataset, 1..{MAX_D}", [1])
+    seeds: list[Seed] = _axis(f"data seeds, 0..{MAX_SEED}; repeated seeds give the spread", [42])
     solvers: list[str] = Field(default_factory=lambda: list(SOLVERS), min_length=1, description="solver names")
     devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, max_length=MAX_VALUES,
                                description="'cpu', 'cuda' or 'cuda:N'")
-    lr: list[LR] = _axis("learning rates, > 0; empty: each solver's own", [])
-    epochs: list[EPOCHS] = _axis(f"epochs, 1..{MAX_EPOCHS}; empty: each solver's own", [])
-    batch_size: Annotated[int | None, range_check(1, MAX_BATCH)] = Field(None, description="minibatch size")
-    bias: float = Field(1.0, description="true intercept of every dataset")
-    noise: Annotated[float, range_check(0.0)] = Field(0.1, description="noise standard deviation, >= 0")
+    lr: list[LearningRate] = _axis("learning rates, > 0; empty: each solver's own", [])
+    epochs: list[Epochs] = _axis(f"epochs, 1..{MAX_EPOCHS}; empty: each solver's own", [])
+    batch_size: BatchSize | None = Field(None, description="minibatch size")
+    bias: Bias = Field(1.0, description="true intercept of every dataset")
+    noise: Noise = Field(0.1, description="noise standard deviation, >= 0")
     runner: Literal["threads", "processes", "dask"] = Field("threads", description="task runner")
-    dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only")
-    output_dir: Path = Field(Path("data"), description="data root: datasets/ and sweeps/<sweep-id>/ go here")
+    dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only",
+                                     json_schema_extra=DASK_ADDRESS_SCHEMA)
+    output_dir: OutputDir = Field(Path("data"), description="data root: datasets/ and sweeps/<sweep-id>/ go here")
     data: FileData | None = Field(None, description="a user's table instead of generated data (n, d, seeds, "
                                                     "noise and bias then stay unset)")
     scales: list[Literal["auto", "none", "standard"]] = Field(
@@ -106,12 +108,10 @@ class SweepSpec(FrozenModel):
     def _distinct(cls, values: list, info) -> list:
         return _no_duplicates(values, info.field_name)
 
-    @field_validator("output_dir")
+    @field_validator("dask_address")
     @classmethod
-    def _folder(cls, path: Path) -> Path:
-        if path.exists() and not path.is_dir():
-            raise PydanticCustomError("output_dir", "{path} exists and is not a folder", {"path": str(path)})
-        return path
+    def _scheduler_address(cls, address: str | None, info: ValidationInfo) -> str | None:
+        return dask_address_for(address, info.data.get("runner"))
 
     @model_validator(mode="after")
     def _whole_grid(self) -> "SweepSpec":
@@ -122,9 +122,6 @@ class SweepSpec(FrozenModel):
         if self.data is None and "standard" in self.scales:
             raise PydanticCustomError("scales", "'standard' is for a user's table (data); a generated grid keeps "
                                                 "the tutorial's fits (none)", {})
-        if self.dask_address is not None and self.runner != "dask":
-            raise PydanticCustomError("dask_address", "is only used with runner 'dask' (runner is '{runner}')",
-                                      {"runner": self.runner})
         cells = len(expand_grid(self))
         if cells > MAX_CELLS:
             raise PydanticCustomError("grid", "the grid has {cells} cells; at most {most}",
@@ -349,19 +346,8 @@ def frame_parquet(frame) -> bytes:
     return buffer.getvalue()
 
 
-def frame_rows(frame) -> list[dict]:
-    """The DataFrame as JSON-safe dict rows: NaN and None become None."""
-    return [{k: (None if _missing(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in frame.to_dict("records")]
-
-
-def _missing(value) -> bool:
-    import pandas as pd  # deferred: the grid and its specs load without pandas
-
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 def count_statuses(frame) -> dict[str, int]:
+    """Cells per status, every status named (ok, diverged, skipped, failed), in that order."""
     return {status: int((frame["status"] == status).sum()) for status in ("ok", "diverged", "skipped", "failed")}
 
 
@@ -416,74 +402,18 @@ def crossover_table(frame):
     return table.astype({"crossover_n": "Int64", "crossover_elements": "Int64", "cpu_s": float, "cuda_s": float})
 
 
-# --- Plots -----------------------------------------------------------------------------------------
+# --- Names that moved --------------------------------------------------------------------------------
 
-def plot_seconds(frame):
-    """Seconds against n, log-log, one line per (solver, device kind, d); bars span min..max over seeds."""
-    return _plot_against_n(frame, "seconds", "seconds per fit")
-
-
-def plot_error(frame):
-    """Largest absolute parameter error against n, log-log; bars span min..max over seeds."""
-    return _plot_against_n(frame, "error", "max |fitted - true| of (b, w)")
+# The plots and tables that lived here until issue 21, by their old names, for the modules that still
+# import them from here. Looked up on first use: the spec and the grid load without matplotlib.
+_MOVED = {"plot_seconds": ("linreg.plots", "plot_sweep_seconds"), "plot_error": ("linreg.plots", "plot_sweep_error"),
+          "frame_rows": ("linreg.report", "frame_rows"), "markdown_table": ("linreg.report", "sweep_table")}
 
 
-def _plot_against_n(frame, column: str, label: str):
-    from matplotlib.figure import Figure  # deferred: the grid and the tables need no matplotlib
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    ran = frame[frame["status"].isin(["ok", "diverged"]) & (frame[column] > 0)].copy()
-    ran["kind"] = np.where(ran["device"].str.startswith("cuda"), "cuda", "cpu")
-    fig = Figure(figsize=(8, 5), dpi=80, layout="constrained")
-    ax = fig.subplots()
-    for (solver, kind, d), group in ran.groupby(["solver", "kind", "d"]):
-        stats = group.groupby("n")[column].agg(["median", "min", "max"]).sort_index()
-        n = stats.index.to_numpy(dtype=float)
-        ax.errorbar(n, stats["median"], yerr=[stats["median"] - stats["min"], stats["max"] - stats["median"]],
-                    marker="o" if kind == "cpu" else "s", linestyle="-" if kind == "cpu" else "--",
-                    capsize=3, label=f"{solver} {kind}" + (f" d={d}" if ran["d"].nunique() > 1 else ""))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("n (rows)")
-    ax.set_ylabel(label)
-    if len(ran):
-        ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-# --- Report ----------------------------------------------------------------------------------------
-
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)\n"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell_text(row[k]) for k in keys) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell_text(value) -> str:
-    if _missing(value):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def render_report(sweep_id: str, frame, crossover, pngs: dict[str, str]) -> str:
-    """The sweep's markdown report: counts, the crossover table, the plots (data URIs) and the skipped cells.
-
-    Args:
-        pngs: title -> base64 PNG.
-    """
-    counts = count_statuses(frame)
-    lines = [f"# linreg sweep {sweep_id}", "",
-             f"{len(frame)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
-             "## Crossover: where CUDA beats the CPU", "", markdown_table(frame_rows(crossover)), ""]
-    for title, png in pngs.items():
-        lines += [f"## {title}", "", f"![{title}](data:image/png;base64,{png})", ""]
-    skipped = frame[frame["status"].isin(["skipped", "failed"])]
-    if len(skipped):
-        reasons = skipped.groupby(["status", "reason"]).size().reset_index(name="cells")
-        lines += ["## Cells not run", "", markdown_table(frame_rows(reasons))]
-    return "\n".join(lines)
+    module, new_name = _MOVED[name]
+    return getattr(importlib.import_module(module), new_name)

@@ -11,12 +11,15 @@ tutorial's size (0.77x the speed of threads); it wins only when fits are long
 """
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from linreg.devices import torch_threads
 from linreg.solvers import SOLVERS
 from linreg.specs import RunSpec
+from linreg.sweep import SweepSpec
 
 # A temporary LocalCluster: one single-threaded worker process per core.
 LOCAL_CLUSTER = {"n_workers": None, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
@@ -58,10 +61,10 @@ class ThreadsSettingTorch(ThreadPoolTaskRunner):
         set_torch_threads(self.torch_threads)
 
 
-def task_runner_for(run: RunSpec, elements: int | None = None) -> TaskRunner:
+def task_runner_for(run: RunSpec | SweepSpec, elements: int | None = None) -> TaskRunner:
     """threads: a pool of one thread per core; processes: one process per core, each
     setting its torch threads once; dask: an existing scheduler at `dask_address`,
-    else a temporary LocalCluster. `elements`: n·d of the data (generated data's by default)."""
+    else a temporary LocalCluster. `elements`: n·d of a run's data (generated data's by default)."""
     if run.runner == "processes":
         return ProcessPoolTaskRunner(
             max_workers=cores(), initializer=set_torch_threads, initargs=(intra_op_threads(run, elements),)
@@ -75,11 +78,24 @@ def task_runner_for(run: RunSpec, elements: int | None = None) -> TaskRunner:
     return ThreadsSettingTorch(max_workers=cores(), torch_threads=intra_op_threads(run, elements))
 
 
+@contextmanager
+def dask_gpu_annotation(wanted: bool) -> Iterator[None]:
+    """Tasks submitted inside ask Dask for a worker resource GPU=1 when `wanted` (a CUDA task
+    under the dask runner), so only workers started with `--resources GPU=1` run them."""
+    if not wanted:
+        yield
+        return
+    import dask  # deferred: dask is only paid for when used
+
+    with dask.annotate(resources={"GPU": 1}):
+        yield
+
+
 def uses_torch(run: RunSpec) -> bool:
     return any(SOLVERS[name].uses_torch for name in run.solvers)
 
 
-def intra_op_threads(run: RunSpec, elements: int | None = None) -> int | None:
+def intra_op_threads(run: RunSpec | SweepSpec, elements: int | None = None) -> int | None:
     """Torch intra-op threads per training process, so that concurrent tasks do not oversubscribe the cores.
 
     threads: the pool runs at most `cores` tasks at once in this process, which share the setting.
@@ -87,8 +103,13 @@ def intra_op_threads(run: RunSpec, elements: int | None = None) -> int | None:
     dask: None, keeping the worker's own setting (Dask's nanny starts workers with
     OMP_NUM_THREADS=1, one intra-op thread per worker thread).
     Tiny data always gets one thread: there, threads only add contention.
+    A sweep's tasks get one thread each: they fit many cells, mostly tiny tensors.
     """
-    if run.runner == "dask" or not uses_torch(run):
+    if run.runner == "dask":
+        return None
+    if isinstance(run, SweepSpec):
+        return 1
+    if not uses_torch(run):
         return None
     torch_tasks = sum(SOLVERS[name].uses_torch for name in run.solvers)
     if elements is None:

@@ -1,26 +1,23 @@
 """Sweep tasks: train one chunk of cells on one dataset, and publish the sweep's files and artifacts."""
 
-import base64
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from linreg.least_squares import solve_least_squares
 from linreg.moments import accumulate
-from linreg.plots import figure_png
+from linreg.plots import figure_png, plot_sweep_error, plot_sweep_seconds
+from linreg.report import frame_rows, sweep_markdown
 from linreg.scaling import Scaling
 from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_text
 from linreg.storage.catalog import SWEEP_CSV, SWEEP_PARQUET
-from linreg.sweep import (
-    Cell, SweepSpec, crossover_table, frame_parquet, frame_rows, plot_error, plot_seconds, render_report, run_cells,
-)
+from linreg.sweep import Cell, crossover_table, frame_parquet, run_cells
 from tasks.dataset import memory_budget, retry_on_io_error
 from tasks.interrupt import interruptible
-from tasks.runners import LOCAL_CLUSTER, cores, set_torch_threads
+from tasks.runners import dask_gpu_annotation
 from tasks.train import dask_worker_address
 
 
@@ -42,29 +39,11 @@ def reference_fit(ref: DataRef) -> tuple[float, ...]:
 def submit_cells(ref: DataRef | PrefectFuture, cells: list[Cell], name: str, dask: bool,
                  scaling: Scaling | None = None) -> PrefectFuture:
     """Submit a chunk. CUDA chunks are tagged `cuda` and, under Dask, ask for a worker resource GPU=1
-    (as `tasks.train.submit_training` routes a run's GPU fits)."""
+    (`tasks.runners.dask_gpu_annotation`, as a run's GPU fits do)."""
     cuda = cells[0].device.startswith("cuda")
     chunk = train_cells.with_options(task_run_name=name, tags={"cuda"} if cuda else set())
-    if dask and cuda:
-        import dask as dask_config  # deferred: dask is only paid for when used
-
-        with dask_config.annotate(resources={"GPU": 1}):
-            return chunk.submit(ref, cells, scaling)
-    return chunk.submit(ref, cells, scaling)
-
-
-def sweep_task_runner(sweep: SweepSpec) -> TaskRunner:
-    """threads: one thread per core; processes: one single-threaded-torch process per core;
-    dask: the scheduler at `dask_address`, else a temporary LocalCluster."""
-    if sweep.runner == "processes":
-        return ProcessPoolTaskRunner(max_workers=cores(), initializer=set_torch_threads, initargs=(1,))
-    if sweep.runner == "dask":
-        from prefect_dask import DaskTaskRunner  # deferred: dask is only paid for when used
-
-        if sweep.dask_address:
-            return DaskTaskRunner(address=sweep.dask_address)
-        return DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": cores()})
-    return ThreadPoolTaskRunner(max_workers=cores())
+    with dask_gpu_annotation(dask and cuda):
+        return chunk.submit(ref, cells, scaling)
 
 
 @task(name="publish-sweep", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
@@ -74,15 +53,14 @@ def publish_sweep(frame, sweep_id: str, root: Path) -> Path:
     catalog = Catalog(root)
     folder = catalog.sweep(sweep_id)
     crossover = crossover_table(frame)
-    pngs = {"seconds.png": figure_png(plot_seconds(frame)), "error.png": figure_png(plot_error(frame))}
+    pngs = {"seconds.png": figure_png(plot_sweep_seconds(frame)), "error.png": figure_png(plot_sweep_error(frame))}
     for name, png in pngs.items():
         write_bytes(catalog.sweep_file(sweep_id, name), png)
     write_text(catalog.sweep_file(sweep_id, SWEEP_CSV), frame.to_csv(index=False))
     # Last: marks the sweep complete.
     write_bytes(catalog.sweep_file(sweep_id, SWEEP_PARQUET), frame_parquet(frame))
     titles = {"seconds.png": "Seconds against n (log-log)", "error.png": "Error against n (log-log)"}
-    report = render_report(sweep_id, frame, crossover,
-                           {titles[name]: base64.b64encode(png).decode() for name, png in pngs.items()})
+    report = sweep_markdown(sweep_id, frame, crossover, {titles[name]: png for name, png in pngs.items()})
     create_table_artifact(frame_rows(frame), key="linreg-sweep", description=f"linreg sweep {sweep_id}: one row per cell")
     create_markdown_artifact(report, key="linreg-sweep-report", description=f"linreg sweep {sweep_id}: crossover and plots")
     get_run_logger().info("sweep folder: %s", folder)

@@ -15,6 +15,7 @@ from linreg.storage import DataRef, open_data
 from tasks.dataset import memory_budget
 from tasks.interrupt import interruptible
 from tasks.progress import rows_progress
+from tasks.runners import dask_gpu_annotation
 
 
 def dask_worker_address() -> str | None:
@@ -74,12 +75,8 @@ def submit_training(
     tags = routing_tags(solver, spec.device)
     task = train_solver.with_options(task_run_name=f"train-{solver}", tags=tags)
     args = (ref, solver, spec, fit_seconds, run_deadline, scaling if SOLVERS[solver].iterative else None)
-    if dask and "cuda" in tags:
-        import dask as dask_config  # deferred: dask is only paid for when used
-
-        with dask_config.annotate(resources={"GPU": 1}):
-            return task.submit(*args)
-    return task.submit(*args)
+    with dask_gpu_annotation(dask and "cuda" in tags):
+        return task.submit(*args)
 
 
 def collect_fits(futures: dict[str, PrefectFuture], d: int, device: str) -> list[FitResult]:
