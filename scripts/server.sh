@@ -7,15 +7,16 @@
 #   scripts/server.sh stop     stops exactly the processes `start` recorded, then the PostgreSQL cluster
 #   scripts/server.sh status   what is running, from the recorded PIDs
 #
-# `make server` / `make server-stop` call this; so does tests/test_e2e_server.py,
-# with its own values for the variables below.
+# `make server` / `make server-stop` call this; so do the server tests and `make bench`
+# (flows/server_stack.py), with their own values for the variables below.
 #
 # Environment:
 #   PORT                  API and UI port (default 4200)
 #   LINREG_HOST           address the server binds to (default 127.0.0.1, loopback only)
 #   PREFECT_HOME          server state: the SQLite database and the UI build
 #                         (default <repo>/.prefect-server)
-#   LINREG_RUN_DIR        PID files and logs (default $PREFECT_HOME/run)
+#   LINREG_SERVER_RUN_DIR PID files and logs (default $PREFECT_HOME/run); `linreg run` looks here
+#                         for a running server
 #   LINREG_START_TIMEOUT  seconds to wait for the API, and again for the workers (default 120)
 #   LINREG_VENV           the virtual environment to run from (default $ROOT/.venv; make sets it per Python)
 #   LINREG_DB             sqlite (default: $PREFECT_HOME/prefect.db) or postgres (scripts/postgres.sh:
@@ -34,7 +35,7 @@ BIN=${LINREG_VENV:-$ROOT/.venv}/bin  # make exports the venv of its Python (.ven
 PORT=${PORT:-4200}
 HOST=${LINREG_HOST:-127.0.0.1}
 export PREFECT_HOME=${PREFECT_HOME:-$ROOT/.prefect-server}
-RUN_DIR=${LINREG_RUN_DIR:-$PREFECT_HOME/run}
+RUN_DIR=${LINREG_SERVER_RUN_DIR:-$PREFECT_HOME/run}
 START_TIMEOUT=${LINREG_START_TIMEOUT:-120}
 STOP_TIMEOUT=30
 POOLS=(linreg-cpu linreg-gpu)

@@ -21,32 +21,16 @@ import sys
 import time
 from pathlib import Path
 
+from flows.server_stack import process_family, process_table
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of `pid`, read from /proc/*/stat (field 4 is the parent's pid)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def descendants(pid: int) -> list[int]:
-    result, frontier = [], [pid]
-    while frontier:
-        kids = [child for parent in frontier for child in children_of(parent)]
-        result += kids
-        frontier = kids
-    return result
+    """Every living process below `pid` (zombies left out: they are dead, only not yet reaped)."""
+    table = process_table()
+    zombies = {row.pid for row in table if row.state == "Z"}
+    return sorted(process_family([pid], groups=False, table=table) - zombies - {pid})
 
 
 def cmdline(pid: int) -> str:

@@ -1,8 +1,8 @@
 """End to end on a real Prefect server: a worker runs the deployment, the UI shows its artifacts.
 
 The stack comes from scripts/server.sh, the script behind `make server`, on a
-free port with a temporary PREFECT_HOME: it shares no SQLite file with the flow
-tests. The UI is checked in Debian's headless chromium, driven by Playwright.
+free port with a temporary PREFECT_HOME (flows.server_stack): it shares no SQLite
+file with the flow tests. The UI is checked in Debian's headless chromium, driven by Playwright.
 """
 
 import base64
@@ -16,22 +16,20 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 from uuid import UUID
 
 import pytest
-from procs import default_sigint, kill_group, run_captured, run_logged
+from procs import default_sigint, kill_group, run_logged
 
-from bench.load import alive, process_family
+from flows.server_stack import Stack, server_stack
 from linreg.ports import PortTaken, free_port, on_free_port, port_open, says_port_taken
 from linreg.solvers import SOLVERS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "server.sh"
 PREFECT = Path(sys.executable).parent / "prefect"
 CHROMIUM = Path(os.environ.get("LINREG_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -48,44 +46,6 @@ STOP_TIMEOUT = 120  # server.sh stop waits up to 30 s per process before SIGKILL
 RUN_TIMEOUT = 180  # trigger to Completed; about 15 s on two cores
 UI_TIMEOUT_MS = 30_000  # each wait in the browser
 ALERT_TIMEOUT = 240  # from the runs' end to the last alert: a bound on a hang, not a claim about speed
-
-
-@dataclass(frozen=True)
-class Stack:
-    """A running server + worker, as started by scripts/server.sh."""
-
-    api_url: str
-    ui_url: str
-    env: dict
-    run_dir: Path
-    version: str  # the code version scripts/server.sh stamped on the deployments
-
-    def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.run_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else "(no log)"
-        return f"--- last {lines} lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def stack_env(tmp: Path, port: int) -> dict:
-    """The caller's environment without any PREFECT_* setting, plus the stack's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PORT=str(port),
-        LINREG_HOST="127.0.0.1",
-        PREFECT_HOME=str(tmp / "prefect-home"),
-        LINREG_RUN_DIR=str(tmp / "run"),
-        LINREG_START_TIMEOUT="120",
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",  # the daily schedule stays out of the test
-        PREFECT_WORKER_QUERY_SECONDS="1",  # the worker picks the run up at once
-        PREFECT_LOGGING_EXTRA_LOGGERS="linreg",
-    )
-    return env
-
-
-def recorded_pids(run_dir: Path) -> list[int]:
-    return [int(p.read_text()) for p in sorted(run_dir.glob("*.pid")) if p.read_text().strip().isdigit()]
 
 
 class WebhookReceiver:
@@ -138,67 +98,16 @@ def webhook():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, webhook):
     """Start the stack with scripts/server.sh, alerts to `webhook`; stop it, and check nothing
-    is left, even on failure. One stack for the module: it takes a minute to start."""
+    is left and its port is free, even on failure. One stack for the module: it takes a minute to start."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium (apt-get install chromium)")
-    version = code_version()
-
-    def start(port: int) -> tuple[dict, Path]:
-        tmp_path = tmp_path_factory.mktemp("stack")
-        env = stack_env(tmp_path, port)
-        env["LINREG_ALERT_WEBHOOK_URL"] = webhook.url
-        started = time.monotonic()
-        try:
-            start = run_logged([str(SCRIPT), "start"], tmp_path / "logs", "scripts/server.sh start",
-                               timeout=START_TIMEOUT, cwd=ROOT, env=env)
-        except BaseException:
-            _stop(env, Path(env["LINREG_RUN_DIR"]), port, tmp_path / "logs", check_port=False)
-            raise
-        if start.returncode != 0:
-            server_log = Path(env["LINREG_RUN_DIR"]) / "server.log"
-            said = start.stdout + start.stderr + (server_log.read_text(errors="replace") if server_log.exists() else "")
-            _stop(env, Path(env["LINREG_RUN_DIR"]), port, tmp_path / "logs", check_port=False)
-            if says_port_taken(said):
-                raise PortTaken(f"port {port} was taken")
-            pytest.fail(f"scripts/server.sh start failed ({start.returncode}):\n{start.stdout}\n{start.stderr}")
-        print(f"stack up in {time.monotonic() - started:.1f}s:\n{start.stdout}")
-        return env, tmp_path
-
-    env, tmp_path = on_free_port(start)
-    port = int(env["PORT"])
-    run_dir = Path(env["LINREG_RUN_DIR"])
-    try:
-        yield Stack(env["PREFECT_API_URL"], f"http://127.0.0.1:{port}", env, run_dir, version)
-    finally:
-        _stop(env, run_dir, port, tmp_path / "logs")
-
-
-def _stop(env: dict, run_dir: Path, port: int, logs: Path, check_port: bool = True) -> None:
-    """server.sh stop, then SIGKILL what is left; `check_port`: the port must be free afterwards
-    (not when the start failed, maybe because another process holds the port)."""
-    family = process_family(recorded_pids(run_dir)) if run_dir.exists() else set()
-    problems = []
-    try:
-        stop = run_logged([str(SCRIPT), "stop"], logs, "scripts/server.sh stop", timeout=STOP_TIMEOUT,
-                          cwd=ROOT, env=env)
-        if stop.returncode != 0:
-            problems.append(f"scripts/server.sh stop failed ({stop.returncode}):\n{stop.stdout}\n{stop.stderr}")
-    except pytest.fail.Exception as exc:  # it hung: still clean up below, then report
-        problems.append(str(exc))
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    leftovers = sorted(pid for pid in family if alive(pid))
-    for pid in leftovers:  # last resort, so a failed stop leaks nothing into the next test
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if leftovers:
-        problems.append(f"processes left running after stop, killed: {leftovers}")
-    if check_port and port_open(port):
-        problems.append(f"port {port} still answers after stop")
-    assert not problems, "\n".join(problems)
+    started = time.monotonic()
+    with server_stack("sqlite", new_home=lambda: tmp_path_factory.mktemp("stack"), start_timeout=START_TIMEOUT,
+                      stop_timeout=STOP_TIMEOUT, check_port=True, LINREG_START_TIMEOUT="120",
+                      PREFECT_WORKER_QUERY_SECONDS="1",  # the worker picks the run up at once
+                      LINREG_ALERT_WEBHOOK_URL=webhook.url) as running:
+        print(f"stack up in {time.monotonic() - started:.1f}s:\n{running.script_log('start').read_text()}")
+        yield running
 
 
 def trigger_run(stack: Stack, parameters: dict) -> UUID:
@@ -341,19 +250,6 @@ def check_ui(stack: Stack, flow_run_id: UUID, table_id: UUID, report_id: UUID, n
 
 def wait_for_runs(client, stack: Stack, flow_run_ids) -> list:
     return [wait_for_final_state(client, stack, run_id) for run_id in flow_run_ids]
-
-
-def code_version() -> str:
-    """What scripts/server.sh stamps on the deployments: the commit, plus -dirty; outside a git
-    checkout (or without git), "unversioned"."""
-    if shutil.which("git") is None:
-        return "unversioned"
-    head = run_captured(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], "git rev-parse")
-    if head.returncode != 0:
-        return "unversioned"
-    clean = run_captured(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--"], "git diff").returncode == 0
-    commit = head.stdout.strip()
-    return commit if clean else f"{commit}-dirty"
 
 
 def test_deployments_are_versioned_limited_and_refuse_bad_parameters(stack):

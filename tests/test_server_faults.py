@@ -1,7 +1,7 @@
 """The stack of `make server` under load and faults: a burst, killed workers, restarts, who may call the API.
 
 Each test uses the stack of `make server` started by scripts/server.sh (through
-bench.load.server_stack: a temporary PREFECT_HOME on a free loopback port). On each
+flows.server_stack.server_stack: a temporary PREFECT_HOME on a free loopback port). On each
 database, one stack serves the burst of twenty runs and then the server restart (module
 scope: a stack takes about a minute to start, PostgreSQL's cluster included); each test
 keeps to its own runs, folders and stretch of the logs, so that either order holds. The
@@ -12,7 +12,6 @@ heartbeats. `make test` runs the SQLite stack's tests on one xdist worker, and t
 test then the PostgreSQL stack's on another (tests/conftest.py).
 """
 
-import base64
 import json
 import os
 import signal
@@ -26,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import (Stack, alive, burst_on, check_runs, describe, load_row, process_family, run_parameters,
-                        server_stack, trigger_runs, wait_final)
+from bench.load import burst_on, describe, load_row  # the burst is `make bench`'s section "load": its row is checked
+from flows.server_stack import (Stack, alive, basic_auth_headers, check_runs, process_family, run_parameters,
+                                server_stack, trigger_runs, wait_final)
 from linreg.specs import DataSpec
 from linreg.storage.cache import existing_dataset
 
@@ -137,9 +137,8 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def http_status(url: str, auth: str | None) -> int:
-    request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json", **basic_auth_headers(auth)})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
