@@ -116,7 +116,7 @@ def prefect_server(home: Path, timeout: float = 120.0):
         yield url
     finally:
         if "prefect" in sys.modules:  # this process ran flows on it: flush their logs first
-            from flows.local_api import drain_prefect_workers
+            from flows.api.process import drain_prefect_workers
 
             drain_prefect_workers()
         stop_group(server)

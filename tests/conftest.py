@@ -9,7 +9,7 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="linreg-test-prefect-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "linreg")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-# A `make server` running in this checkout must not receive the tests' runs (flows.local_api.project_server).
+# A `make server` running in this checkout must not receive the tests' runs (flows.api.choose.project_server).
 os.environ["LINREG_SERVER_RUN_DIR"] = os.path.join(os.environ["PREFECT_HOME"], "no-project-server")
 # scripts/server.sh and postgres.sh run from the venv that runs the tests (.venv, .venv-3.12, ...).
 os.environ["LINREG_VENV"] = sys.prefix

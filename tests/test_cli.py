@@ -1,6 +1,9 @@
 """The CLI refuses bad options with one line naming the option, before any work starts."""
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,29 +92,93 @@ def test_output_dir_without_write_permission_is_refused(tmp_path, capsys, monkey
 def test_cuda_is_accepted_for_dask_workers_without_local_cuda(monkeypatch):
     import torch
 
-    from flows.cli import _parser, build_run_spec
+    from flows.cli import build_parser
+    from flows.cli.run import build_run_spec
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    args = _parser().parse_args(["run", "--runner", "dask", "--dask-address", "tcp://10.0.0.5:8786", "--device", "cuda"])
+    args = build_parser().parse_args(["run", "--runner", "dask", "--dask-address", "tcp://10.0.0.5:8786", "--device", "cuda"])
     assert build_run_spec(args).device == "cuda"
 
 
 def test_the_ui_hint_names_the_command_that_serves_this_home(monkeypatch, tmp_path):
     """`make ui` serves the project's .prefect/; any other PREFECT_HOME needs `linreg ui` with it."""
-    from flows import cli
-    from flows.local_api import REPO
+    from flows.api.choose import REPO, ui_command
 
     monkeypatch.setenv("PREFECT_HOME", str(REPO / ".prefect"))
-    assert cli._ui_command() == "make ui"
+    assert ui_command() == "make ui"
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    assert cli._ui_command() == "linreg ui"
+    assert ui_command() == "linreg ui"
 
 
 def test_no_intercept_reaches_every_solver():
-    from flows.cli import _parser, build_run_spec
+    from flows.cli import build_parser
+    from flows.cli.run import build_run_spec
 
-    spec = build_run_spec(_parser().parse_args(["run", "--no-intercept", "--output-dir", "/tmp"]))
+    spec = build_run_spec(build_parser().parse_args(["run", "--no-intercept", "--output-dir", "/tmp"]))
     assert spec.fit_intercept is False
     assert all(spec.solver_spec(name, "cpu").fit_intercept is False for name in spec.solvers)
-    default = build_run_spec(_parser().parse_args(["run", "--output-dir", "/tmp"]))
+    default = build_run_spec(build_parser().parse_args(["run", "--output-dir", "/tmp"]))
     assert default.fit_intercept is True and default.solver_spec("closed_form", "cpu").fit_intercept is True
+
+
+def test_the_cli_loads_without_prefect_until_the_options_are_valid():
+    """Bad options fail fast: importing the CLI and every subcommand's parser loads no Prefect, pandas or torch."""
+    script = ("import sys; from flows.cli import build_parser; build_parser(); "
+              "print(sorted({'prefect', 'pandas', 'torch'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("port, message", [
+    ("0", "linreg ui: error: --port: must be in [1, 65535], got 0"),
+    ("65536", "linreg ui: error: --port: must be in [1, 65535], got 65536"),
+])
+def test_ui_refuses_a_port_out_of_range_in_one_line(capsys, port, message):
+    assert main(["ui", "--port", port]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_ui_refuses_a_port_in_use(capsys):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == f"linreg ui: error: --port: 127.0.0.1:{port} is already in use; choose another with --port\n"
+
+
+def test_a_signal_before_the_flow_raises_at_once_and_names_itself():
+    """Before the flow starts there is no safe point to wait for; the handler remembers the signal's name."""
+    from flows.cli.signals import Interrupts
+    from tasks.interrupt import STOP
+
+    interrupts = Interrupts(grace=600)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            interrupts.on_signal(signal.SIGTERM, None)
+        assert STOP.is_set() and interrupts.signal_name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            interrupts.raise_if_stopped()
+    finally:
+        interrupts._deadline.cancel()
+        STOP.clear()
+
+
+def test_a_first_signal_during_the_flow_only_asks_it_to_stop():
+    from flows.cli.signals import Interrupts
+    from tasks.interrupt import STOP
+
+    interrupts = Interrupts(grace=600)
+    try:
+        with interrupts.flow_running():
+            interrupts.on_signal(signal.SIGINT, None)  # no raise: the flow stops at its next safe point
+            assert STOP.is_set()
+            with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+                interrupts.on_signal(signal.SIGINT, None)  # a second one does not wait
+        assert not interrupts.flow_started
+    finally:
+        interrupts._deadline.cancel()
+        STOP.clear()

@@ -119,7 +119,7 @@ def test_a_killed_run_leaves_no_partial_file_and_the_next_run_works(tmp_path, st
 
 def test_two_concurrent_runs_share_the_dataset_and_both_succeed(tmp_path, start_cli):
     """Two runs on one PREFECT_HOME: one serves its SQLite database, the other waits for it
-    (flows.local_api.HomeLock), so two servers never write the file at once."""
+    (flows.api.lock.HomeLock), so two servers never write the file at once."""
     out = tmp_path / "out"
     args = ["--output-dir", str(out), "--solvers", "closed_form,numpy_gd,torch_module", "--epochs", "200"]
     procs = [start_cli(args, f"run{i}.log") for i in range(2)]

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from flows import cli
+from flows.cli import build_parser, main
+from flows.cli.run import build_run_spec
 from linreg.data import holdout_count, holdout_mask
 from linreg.least_squares import solve_least_squares
 from linreg.moments import accumulate
@@ -112,7 +113,7 @@ def test_pydantic_refuses_the_target_among_the_features():
 # --- the command line ----------------------------------------------------------------------------
 
 def cli_spec(*argv: str) -> RunSpec:
-    return cli.build_run_spec(cli._parser().parse_args(["run", *argv]))
+    return build_run_spec(build_parser().parse_args(["run", *argv]))
 
 
 def test_the_cli_builds_file_data_with_an_absolute_path_and_named_features(tmp_path, monkeypatch):
@@ -142,7 +143,7 @@ def test_the_cli_builds_file_data_with_an_absolute_path_and_named_features(tmp_p
 ])
 def test_the_cli_refuses_bad_options_in_one_line_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
-    status = cli.main(["run", *argv, "--output-dir", str(out)])
+    status = main(["run", *argv, "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert status == 2 and message in err, err
     assert one_error_line(err) and not out.exists()  # one line; nothing written
@@ -170,7 +171,7 @@ def test_bad_values_are_refused_by_the_cli_in_one_line_and_nothing_is_written(tm
     table = tmp_path / "t.csv"
     table.write_text(text)
     out = tmp_path / "out"
-    status = cli.main(["run", "--data", str(table), "--target", "y", *extra, "--output-dir", str(out)])
+    status = main(["run", "--data", str(table), "--target", "y", *extra, "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert status == 2 and message in err and str(table) in err, err
     assert one_error_line(err)
@@ -184,9 +185,9 @@ def test_bad_values_are_refused_by_the_cli_in_one_line_and_nothing_is_written(tm
 def test_drop_missing_says_how_many_rows_it_dropped(tmp_path, capsys, monkeypatch):
     table = tmp_path / "t.csv"
     table.write_text("y,a\n1,2\n2,\n3,5\n4,4\n6,1\n")
-    args = cli._parser().parse_args(["run", "--data", str(table), "--target", "y", "--drop-missing",
-                                     "--output-dir", str(tmp_path / "out")])
-    spec = cli.build_run_spec(args)
+    args = build_parser().parse_args(["run", "--data", str(table), "--target", "y", "--drop-missing",
+                                      "--output-dir", str(tmp_path / "out")])
+    spec = build_run_spec(args)
     assert "--drop-missing dropped 1 of 5 rows" in capsys.readouterr().err
     assert spec.data.drop_missing
 
@@ -194,7 +195,7 @@ def test_drop_missing_says_how_many_rows_it_dropped(tmp_path, capsys, monkeypatc
 def test_a_text_column_is_refused_before_prefect_with_a_hint(tmp_path, capsys):
     table = tmp_path / "cars.csv"
     table.write_text("mpg,name,weight\n21.0,mazda,2.62\n22.8,datsun,2.32\n21.4,hornet,3.215\n")
-    status = cli.main(["run", "--data", str(table), "--target", "mpg", "--output-dir", str(tmp_path / "out")])
+    status = main(["run", "--data", str(table), "--target", "mpg", "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 2 and "column 'name' is not numeric" in err and "--features weight" in err, err
     assert one_error_line(err)
@@ -354,10 +355,10 @@ def test_a_sweep_over_a_table_refuses_generated_axes_naming_them(capsys):
         SweepSpec(scales=["standard"])
     with pytest.raises(ValidationError, match="describes generated data .* leave out n, noise"):
         SweepSpec(data=file_data(), n=[100], noise=0.5)
-    status = cli.main(["sweep", "--data", str(LONGLEY), "--target", "employed", "--d", "2"])
+    status = main(["sweep", "--data", str(LONGLEY), "--target", "employed", "--d", "2"])
     err = capsys.readouterr().err
     assert status == 2 and "--data and --d cannot be used together: --d describes generated data" in err, err
-    status = cli.main(["sweep", "--target", "employed"])
+    status = main(["sweep", "--target", "employed"])
     assert status == 2 and "--target: only with --data PATH" in capsys.readouterr().err
 
 

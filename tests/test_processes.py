@@ -98,9 +98,8 @@ def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
     might) cannot keep an interrupted run alive past the grace period."""
     script = "\n".join([
         "import os, signal, sys, time",
-        "from flows import cli",
-        "cli.GRACE_SECONDS = 1.0",
-        "signal.signal(signal.SIGTERM, cli._interrupt)",
+        "from flows.cli.signals import Interrupts",
+        "signal.signal(signal.SIGTERM, Interrupts(grace=1.0).on_signal)",
         "sent = False",
         "while True:",
         "    try:",
@@ -120,7 +119,7 @@ def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
 def test_two_temporary_apis_on_one_database_both_start(tmp_path, migrated_prefect_home, monkeypatch):
     """Two runs sharing a PREFECT_HOME start two servers on one SQLite file, which race to
     register Prefect's block types; the loser exits 3 and is started again (seen in CI)."""
-    from flows.local_api import TemporaryAPI
+    from flows.api.process import TemporaryAPI
 
     monkeypatch.setenv("PREFECT_HOME", str(migrated_prefect_home(tmp_path / "home")))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
@@ -141,7 +140,7 @@ def test_a_temporary_api_whose_port_was_taken_starts_on_another(tmp_path, migrat
     Here the first port offered is held (listening) by the test; the API must start on another."""
     import socket
 
-    from flows import local_api
+    from flows.api import process
     from linreg import ports
 
     monkeypatch.setenv("PREFECT_HOME", str(migrated_prefect_home(tmp_path / "home")))
@@ -151,8 +150,8 @@ def test_a_temporary_api_whose_port_was_taken_starts_on_another(tmp_path, migrat
         held.listen()
         taken = held.getsockname()[1]
         offered = iter([taken])
-        monkeypatch.setattr(local_api, "free_port", lambda: next(offered, None) or ports.free_port())
-        api = local_api.TemporaryAPI(tmp_path / "api.log", timeout=120)
+        monkeypatch.setattr(process, "free_port", lambda: next(offered, None) or ports.free_port())
+        api = process.TemporaryAPI(tmp_path / "api.log", timeout=120)
         try:
             api.start()
             url = api.wait_until_healthy()

@@ -217,8 +217,8 @@ def test_bad_options_are_one_line_naming_the_option(capsys, argv, line):
 
 
 def test_integer_axes_take_scientific_notation():
-    from flows.cli import _parser
-    from flows.cli_sweep import build_sweep_spec
+    from flows.cli import build_parser as _parser
+    from flows.cli.sweep import build_sweep_spec
 
     spec = build_sweep_spec(_parser().parse_args(["sweep", "--n", "1e3,1e5", "--device", "cpu,cuda", "--lr", "1e-2"]))
     assert spec.n == [1000, 100_000] and spec.devices == ["cpu", "cuda"] and spec.lr == [0.01]

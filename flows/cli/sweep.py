@@ -1,34 +1,37 @@
 """`linreg sweep`: build a SweepSpec from comma-separated options, run the linreg-sweep flow, print the crossover.
 
-Registered through `flows.cli.SUBCOMMANDS`. Its top level imports nothing
-heavy: Prefect loads only after the options are valid and the temporary API
-has started.
+Its top level imports nothing heavy: Prefect loads only after the options are valid
+and the temporary API has started.
 """
 
 import argparse
-import math
-import signal
 import sys
 
 from pydantic import ValidationError
 
-from flows import cli
-from flows.local_api import APIUnreachable, TemporaryAPIError
+from flows.api.choose import APIUnreachable
+from flows.api.process import TemporaryAPIError
+from flows.cli.launch import run_on_prefect
+from flows.cli.options import (
+    SWEEP_OPTIONS,
+    OptionError,
+    add_file_options,
+    data_fields,
+    describe_sweep,
+    refuse,
+    split_list,
+    whole_number,
+)
+from flows.cli.signals import Interrupts, interrupted
 from linreg.sweep import SweepSpec
-from tasks.interrupt import STOP
 
-# SweepSpec field -> the option a user typed
-OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
-           "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size", "noise": "--noise", "bias": "--bias",
-           "runner": "--runner", "dask_address": "--dask-address", "output_dir": "--output-dir",
-           "data": "--data", "scales": "--scale"}
 INTEGER_LISTS = ("n", "d", "seeds", "epochs")
 SWEEP_GENERATED = ("n", "d", "seeds", "noise", "bias")  # what --data cannot be given with
 LISTS = (*INTEGER_LISTS, "lr", "solvers", "devices", "scales")
 
 
 def register(commands) -> None:
-    """Add `sweep` to the CLI's subparsers."""
+    """Add `sweep` to `linreg`'s subcommands."""
     sweep = commands.add_parser("sweep", help="fit a grid of sizes, solvers, devices and hyperparameters")
     grid = sweep.add_argument_group("grid (comma-separated values; each list is one axis)")
     grid.add_argument("--n", help="rows, e.g. 1e3,1e5,1e7 (default 1000)")
@@ -48,96 +51,49 @@ def register(commands) -> None:
                        "as given (none), e.g. none,standard; default auto: standard with --data, none without")
     own = sweep.add_argument_group("your own data (instead of generated data: leave out --n, --d, --seeds, "
                                    "--noise and --bias)")
-    cli.add_file_options(own)
+    add_file_options(own)
     own.add_argument("--seed", help="with --data: seed of the holdout split and the solvers' draws (default 42)")
     sweep.set_defaults(handler=main)
 
 
-def _number(text: str, integer: bool):
-    """'1e3' -> 1000 for integer axes (refused when not whole); floats as typed, for pydantic to judge."""
-    if not integer:
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        return text  # pydantic names it
-    return int(value) if math.isfinite(value) and value == int(value) else text
-
-
 def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
-    """Validated SweepSpec from parsed options.
+    """Validated SweepSpec from parsed options; '1e3' is 1000 on the integer axes.
 
     Raises:
-        cli.CliError: naming the option and what it allows.
+        OptionError: naming the option and what it allows.
     """
     fields = {}
-    data = cli.data_fields(args, generated=SWEEP_GENERATED)
+    data = data_fields(args, generated=SWEEP_GENERATED)
     if args.data is not None:
         fields["data"] = data
-    for key in OPTIONS:
+    for key in SWEEP_OPTIONS:
         value = getattr(args, key, None)
         if value is None or key == "data":
             continue
         if key in LISTS:
-            value = [_number(part, key in INTEGER_LISTS) for part in cli._split(value)]
+            value = [whole_number(part) if key in INTEGER_LISTS else part for part in split_list(value)]
         fields[key] = value
     try:
         return SweepSpec(**fields)
     except ValidationError as exc:
-        raise cli.CliError(describe(exc)) from None
-
-
-def describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"]]
-    if loc[:1] == ["data"] and len(loc) > 1:  # a file option: as `linreg run` names it
-        return cli.describe(exc)
-    # Errors of the whole model (no location) carry the field in their type.
-    option = OPTIONS.get(loc[0] if loc else error["type"], "--n, --d, --seeds, --lr, --epochs")
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address", "grid") \
-            and not error["type"].startswith(tuple(OPTIONS)):
-        message += f", got {error['input']!r}"
-    return f"{option}: {message}"
-
-
-def _run_sweep(spec: SweepSpec):
-    """The sweep flow, on the API `linreg run` would use (flows.cli.run_on_prefect); returns (state, UI page)."""
-
-    def warm_imports():
-        import flows.sweep_flow  # noqa: F401  (imported while the API starts)
-
-        if any(name.startswith("torch") for name in spec.solvers):
-            import torch._dynamo  # noqa: F401  (what optim.SGD imports on first use)
-
-    def call():
-        from flows.sweep_flow import sweep_flow
-
-        return sweep_flow(spec, return_state=True)
-
-    return cli.run_on_prefect("sweep", warm_imports, call)
+        raise OptionError(describe_sweep(exc)) from None
 
 
 def main(args: argparse.Namespace) -> int:
     """`linreg sweep`: 0 when the sweep completed, 1 when a cell failed, 2 for a bad option, 130 when interrupted."""
     try:
         spec = build_sweep_spec(args)  # a device this machine lacks gives skipped cells, not an error
-    except cli.CliError as exc:
-        print(f"linreg sweep: error: {exc}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, cli._interrupt)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, cli._interrupt)
+    except OptionError as exc:
+        return refuse("sweep", exc)
+    interrupts = Interrupts().install_for_flow()
     try:
-        state, page = _run_sweep(spec)
-        if STOP.is_set():
-            raise KeyboardInterrupt(cli._signal_name)
+        state, page = run_on_prefect("sweep", interrupts, lambda: _warm_imports(spec), lambda: _call_flow(spec))
+        interrupts.raise_if_stopped()
     except (TemporaryAPIError, APIUnreachable) as exc:
         print(f"linreg sweep: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
-        print(f"linreg sweep: interrupted ({str(exc) or 'SIGINT'}); no partial files were kept", file=sys.stderr)
-        return 130
+        return interrupted("sweep", exc)
     frame = state.result(raise_on_failure=False)
     if isinstance(frame, BaseException):
         print(f"linreg sweep: failed: {state.message or frame}", file=sys.stderr)
@@ -150,3 +106,17 @@ def main(args: argparse.Namespace) -> int:
     if page:
         print(f"in the UI:  {page}")
     return 0 if state.is_completed() else 1
+
+
+def _warm_imports(spec: SweepSpec) -> None:
+    """Deferred imports, made while the temporary API starts: bad options fail fast, before Prefect loads."""
+    import flows.sweep_flow  # noqa: F401
+
+    if any(name.startswith("torch") for name in spec.solvers):
+        import torch._dynamo  # noqa: F401  (what optim.SGD imports on first use)
+
+
+def _call_flow(spec: SweepSpec):
+    from flows.sweep_flow import sweep_flow  # deferred: Prefect loads after the options are valid
+
+    return sweep_flow(spec, return_state=True)

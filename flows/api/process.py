@@ -1,9 +1,4 @@
-"""Which Prefect API a command uses, and the local one it starts: always stopped.
-
-`linreg run`, `linreg sweep` and `linreg ui` all come here: `project_server` and
-`ui_server` find an API already serving this project, `HomeLock` keeps two processes
-from writing one SQLite file, `TemporaryAPI` runs the temporary local API for a run,
-and `UIServer` the same API with the UI for `linreg ui`.
+"""The local Prefect API processes a command starts, owned so that they always stop.
 
 With no `PREFECT_API_URL`, Prefect starts a temporary API server the first
 time a flow needs one (`prefect.server.api.server.SubprocessASGIServer`). That
@@ -13,7 +8,8 @@ but leaves its process running, and the next call starts a second one; only
 the second is stopped at exit. The orphan kept its database open and, in the
 bench, held a pipe that a parent waited on for ever.
 
-So the CLI runs the same server itself, under one owner that always stops it.
+So the CLI runs the same server itself, under one owner that always stops it
+(`TemporaryAPI`; `UIServer` is the full server with its UI, for `linreg ui`).
 This relies on three behaviours of Prefect 3.9 (pinned in pyproject.toml):
 
 - the temporary API is `uvicorn --factory prefect.server.api.server:create_app`
@@ -36,11 +32,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
-from linreg.ports import free_port, port_open, says_port_taken
+from linreg.ports import free_port, says_port_taken
 
 # Long enough for a first start on a fresh database on a loaded 2-core machine.
 DEFAULT_STARTUP_TIMEOUT = 120.0
@@ -60,7 +55,8 @@ def startup_timeout() -> float:
     return float(value) if value else DEFAULT_STARTUP_TIMEOUT
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (Linux); runs in the child between fork and exec."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -104,7 +100,7 @@ class TemporaryAPI:
                  "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
                  "--log-level", "error", "--lifespan", "on"],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         return self
 
@@ -201,158 +197,6 @@ def drain_prefect_workers() -> None:
     EventsWorker.drain_all(timeout=10)
 
 
-# --- Which API a run reports to, and one writer per SQLite database -------------------------
-
-REPO = Path(__file__).resolve().parents[1]
-UI_PORT = 4300  # `make ui` (`linreg ui`); `make server` keeps Prefect's 4200
-UI_PORT_ENV = "LINREG_UI_PORT"
-
-
-def ui_port() -> int:
-    """The port `linreg ui` serves on by default, and the one `linreg run` names: $LINREG_UI_PORT or 4300."""
-    return int(os.environ.get(UI_PORT_ENV) or UI_PORT)
-SERVER_RUN_DIR_ENV = "LINREG_SERVER_RUN_DIR"  # where `make server` records its PIDs; tests point it elsewhere
-UI_RECORD = "ui-server.json"  # in PREFECT_HOME, while `linreg ui` serves that home's database
-LOCK_FILE = ".linreg-api.lock"  # in PREFECT_HOME: held by whichever process serves its database
-
-
-class APIUnreachable(RuntimeError):
-    """The Prefect API a run was pointed at does not answer; the message names the URL."""
-
-
-def _auth_headers() -> dict:
-    auth = os.environ.get("PREFECT_API_AUTH_STRING")
-    if not auth:
-        return {}
-    import base64
-
-    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-
-
-def api_problem(url: str, timeout: float = 2.0) -> str | None:
-    """None when `url`'s /health answers 200, else what went wrong, in a few words."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=_auth_headers())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return None if response.status == 200 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            return "401 Unauthorized: set PREFECT_API_AUTH_STRING to the server's credentials"
-        return f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return getattr(reason, "strerror", None) or str(reason) or type(exc).__name__
-
-
-def check_api(url: str, timeout: float = 10.0) -> None:
-    """Return once `url` answers; raise APIUnreachable after `timeout` seconds of trying.
-
-    A refused login (401) is final at once: retrying cannot fix credentials.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        problem = api_problem(url, timeout=min(2.0, timeout))
-        if problem is None:
-            return
-        if problem.startswith("401") or time.monotonic() > deadline:
-            raise APIUnreachable(f"no Prefect API answers at {url} ({problem})")
-        time.sleep(0.5)
-
-
-def _alive(pid: int, *words: bytes) -> bool:
-    """Whether process `pid` runs and its command line holds every one of `words`."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return all(word in cmdline for word in words)
-
-
-def project_server() -> str | None:
-    """The API of the project's own server (`make server`), if it runs and answers."""
-    run_dir = Path(os.environ.get(SERVER_RUN_DIR_ENV) or REPO / ".prefect-server" / "run")
-    try:
-        pid = int((run_dir / "server.pid").read_text())
-        port = int((run_dir / "server.port").read_text())
-    except (OSError, ValueError):
-        return None
-    url = f"http://127.0.0.1:{port}/api"
-    return url if _alive(pid, b"prefect", b"server") and api_problem(url) is None else None
-
-
-def ui_server(home: Path) -> str | None:
-    """The API of `linreg ui` serving `home`'s database, if it runs and answers."""
-    import json
-
-    try:
-        record = json.loads((Path(home) / UI_RECORD).read_text())
-        pid, url = int(record["pid"]), str(record["api_url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return url if _alive(pid, b"prefect", b"server") and api_problem(url) is None else None
-
-
-class HomeLock:
-    """An exclusive lock on a PREFECT_HOME, held by the one process that serves its SQLite database.
-
-    A `linreg run` with a temporary API holds it for the run; `linreg ui` holds
-    it while it serves. A second `linreg run` on the same home finds the UI's
-    server and reports to it, or, when another run holds the lock, waits for it:
-    two servers never write one SQLite file at once. The lock is the kernel's
-    (flock), so it goes with its process, however that process ends.
-    """
-
-    def __init__(self, home: Path):
-        self.path = Path(home) / LOCK_FILE
-        self.fd: int | None = None
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; with `blocking=False`, return False at once when another process holds it."""
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:  # a signal during a blocking wait
-            os.close(fd)
-            raise
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # releases the lock
-            self.fd = None
-
-    def __enter__(self) -> "HomeLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def serve_or_wait(home: Path, on_wait) -> tuple[HomeLock | None, str | None]:
-    """For a run on `home`: the home's lock, to serve its database with a temporary API, or
-    the URL of `linreg ui` once it serves that home. Waits (calling `on_wait` once) while
-    another process holds the lock and no UI server answers, e.g. while another run goes on
-    or a `linreg ui` is still starting."""
-    lock, told = HomeLock(home), False
-    while True:
-        if lock.acquire(blocking=False):
-            return lock, None
-        if url := ui_server(home):
-            return None, url
-        if not told:
-            on_wait(lock.path)
-            told = True
-        time.sleep(0.5)
-
-
 class UIServer(TemporaryAPI):
     """`prefect server start` with its UI, over one PREFECT_HOME's database, on a fixed loopback port.
 
@@ -381,10 +225,6 @@ class UIServer(TemporaryAPI):
                 [str(Path(sys.executable).with_name("prefect")), "server", "start",
                  "--host", "127.0.0.1", "--port", str(self.port)],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         return self
-
-
-def port_in_use(port: int) -> bool:
-    return port_open(port)

@@ -1,0 +1,211 @@
+"""What every subcommand shares: option parsing helpers, the one error type, and how it is reported.
+
+A bad option is an `OptionError` whose message names the option; `refuse` prints it
+as one line and gives exit status 2. Options that become a pydantic spec are handed
+to pydantic as typed, so the CLI and a flow parameter are refused by the same rule
+with the same message (`describe`, `describe_sweep`).
+
+Top level stays light (pydantic and the library's limits only): `linreg run` imports
+every subcommand to build its parser before Prefect loads.
+"""
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+class OptionError(Exception):
+    """A bad option: printed as one line naming it, exit status 2."""
+
+
+def refuse(command: str, exc: Exception) -> int:
+    """Print `linreg <command>: error: <exc>` on stderr; return exit status 2."""
+    print(f"linreg {command}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def warnings_to_stderr() -> None:
+    """Warnings (such as a skipped run folder) go to stderr, one line each."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- Values --------------------------------------------------------------------------------
+
+def split_list(text: str | None) -> list[str] | None:
+    """'a, b,,c' -> ['a', 'b', 'c']; None stays None."""
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def whole_number(text: str):
+    """'1e3' -> 1000; anything else (not a number, not whole) as typed, for pydantic to name."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if math.isfinite(value) and value == int(value) else text
+
+
+def integer_option(args, name: str, lo: int, hi: int) -> int | None:
+    """Option `name` as an integer in [lo, hi], or None when not given.
+
+    Raises:
+        OptionError: not an integer, or out of range.
+    """
+    text = getattr(args, name)
+    if text is None:
+        return None
+    option = f"--{name.replace('_', '-')}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise OptionError(f"{option}: must be an integer in [{lo}, {hi}], got {text!r}") from None
+    if not lo <= value <= hi:
+        raise OptionError(f"{option}: must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def number_option(args, name: str, lo: float, default: float) -> float:
+    """Option `name` as a finite number >= lo, or `default` when not given.
+
+    Raises:
+        OptionError: not a number, not finite, or below `lo`.
+    """
+    text = getattr(args, name)
+    if text is None:
+        return default
+    option = f"--{name.replace('_', '-')}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{option}: must be a number in [{lo}, inf), got {text!r}") from None
+    if not (math.isfinite(value) and value >= lo):
+        raise OptionError(f"{option}: must be in [{lo}, inf), got {text}")
+    return value
+
+
+def data_root(args) -> Path:
+    """--output-dir as an existing folder (history and compare read it).
+
+    Raises:
+        OptionError: no such folder.
+    """
+    root = Path(args.output_dir)
+    if not root.is_dir():
+        raise OptionError(f"--output-dir: no folder {str(root)!r}")
+    return root
+
+
+# --- Your own data: the same options for `linreg run` and `linreg sweep` ------------------
+
+GENERATED_OPTIONS = ("n", "weights", "bias", "noise")  # what draws generated data: no meaning with --data
+
+
+def add_file_options(group) -> None:
+    """--data and the options that go with it (`linreg run` and `linreg sweep` alike)."""
+    group.add_argument("--data", metavar="PATH",
+                       help="fit your own table: a .csv file, a .parquet file or a folder of parquet files")
+    group.add_argument("--target", help="with --data: the column to predict")
+    group.add_argument("--features", help="with --data: predictor columns, comma-separated, in this order "
+                                          "(default: every column but the target)")
+    group.add_argument("--drop-missing", action="store_true",
+                       help="with --data: drop rows with a missing or infinite value instead of refusing the file")
+    group.add_argument("--holdout", metavar="FRACTION",
+                       help="with --data: hold out this fraction of rows (seeded) from every fit and score on them")
+
+
+def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED_OPTIONS) -> dict:
+    """The `data` parameter from the options: a file's (with --data) or generated data's.
+
+    Raises:
+        OptionError: a generated-data option beside --data, or a file option without it.
+    """
+    file_only = {"target": args.target, "features": args.features, "holdout": args.holdout}
+    if args.data is None:
+        given = [f"--{k}" for k, v in file_only.items() if v is not None] + (["--drop-missing"] if args.drop_missing else [])
+        if given:
+            raise OptionError(f"{given[0]}: only with --data PATH (your own table)")
+        data = {k: getattr(args, k) for k in generated if k != "weights" and getattr(args, k) is not None}
+        if getattr(args, "weights", None) is not None:
+            data["weights"] = split_list(args.weights)
+        if getattr(args, "seed", None) is not None:
+            data["seed"] = args.seed
+        return data
+    clash = [f"--{k}" for k in generated if getattr(args, k, None) is not None]
+    if clash:
+        raise OptionError(f"--data and {clash[0]} cannot be used together: {', '.join(clash)} "
+                          f"describe{'s' if len(clash) == 1 else ''} generated data, and --data fits your own table")
+    if args.target is None:
+        raise OptionError("--target: required with --data (the column to predict)")
+    data = {"source": "file", "path": str(Path(args.data).absolute()), "target": args.target,
+            "drop_missing": args.drop_missing}
+    if args.features is not None:
+        data["features"] = split_list(args.features)
+    if args.holdout is not None:
+        data["holdout"] = args.holdout
+    if getattr(args, "seed", None) is not None:
+        data["seed"] = args.seed
+    return data
+
+
+# --- pydantic's errors, as the option a user typed ------------------------------------------
+
+# RunSpec location -> option
+RUN_OPTIONS = {
+    ("data", "n"): "--n",
+    ("data", "weights"): "--weights",
+    ("data", "bias"): "--bias",
+    ("data", "noise"): "--noise",
+    ("data", "seed"): "--seed",
+    ("data", "path"): "--data",
+    ("data", "target"): "--target",
+    ("data", "features"): "--features",
+    ("data", "drop_missing"): "--drop-missing",
+    ("data", "holdout"): "--holdout",
+    ("scale",): "--scale",
+    ("solvers",): "--solvers",
+    ("defaults", "epochs"): "--epochs",
+    ("defaults", "lr"): "--lr",
+    ("defaults", "batch_size"): "--batch-size",
+    ("device",): "--device",
+    ("output_dir",): "--output-dir",
+    ("runner",): "--runner",
+    ("dask_address",): "--dask-address",
+}
+
+# SweepSpec field -> option
+SWEEP_OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
+                 "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size", "noise": "--noise",
+                 "bias": "--bias", "runner": "--runner", "dask_address": "--dask-address",
+                 "output_dir": "--output-dir", "data": "--data", "scales": "--scale"}
+
+
+def describe(exc: ValidationError) -> str:
+    """A RunSpec's first error in one line: the option, then what is wrong."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    if loc[:1] == ("data",) and loc[1:2] in (("generated",), ("file",)):
+        loc = loc[:1] + loc[2:]  # the union's branch: not an option
+    option = next((opt for key, opt in RUN_OPTIONS.items() if loc[: len(key)] == key), ".".join(loc))
+    message = error["msg"]
+    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address", "features"):
+        message += f", got {error['input']!r}"
+    return f"{option}: {message}"
+
+
+def describe_sweep(exc: ValidationError) -> str:
+    """A SweepSpec's first error in one line: the option, then what is wrong."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if loc[:1] == ["data"] and len(loc) > 1:  # a file option: as `linreg run` names it
+        return describe(exc)
+    # Errors of the whole model (no location) carry the field in their type.
+    option = SWEEP_OPTIONS.get(loc[0] if loc else error["type"], "--n, --d, --seeds, --lr, --epochs")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address", "grid") \
+            and not error["type"].startswith(tuple(SWEEP_OPTIONS)):
+        message += f", got {error['input']!r}"
+    return f"{option}: {message}"
