@@ -42,9 +42,8 @@ def ui_command() -> str:
     return "make ui" if prefect_home().resolve() == (REPO / ".prefect").resolve() else "linreg ui"
 
 
-def auth_headers() -> dict:
-    """The basic-auth header for $PREFECT_API_AUTH_STRING, or none when it is unset."""
-    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+def basic_auth_headers(auth: str | None) -> dict[str, str]:
+    """The HTTP header that sends `auth` ("user:password") as basic auth; none without it."""
     if not auth:
         return {}
     return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
@@ -52,7 +51,8 @@ def auth_headers() -> dict:
 
 def api_problem(url: str, timeout: float = 2.0) -> str | None:
     """None when `url`'s /health answers 200, else what went wrong, in a few words."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=auth_headers())
+    headers = basic_auth_headers(os.environ.get("PREFECT_API_AUTH_STRING"))
+    request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return None if response.status == 200 else f"HTTP {response.status}"
