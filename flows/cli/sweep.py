@@ -98,10 +98,11 @@ def main(args: argparse.Namespace) -> int:
     if isinstance(frame, BaseException):
         print(f"linreg sweep: failed: {state.message or frame}", file=sys.stderr)
         return 1
-    from linreg.sweep import crossover_table, frame_rows, markdown_table
+    from linreg.report import frame_rows, sweep_table  # deferred: start-up time (scipy)
+    from linreg.sweep import crossover_table
 
     print()
-    print(markdown_table(frame_rows(crossover_table(frame))))
+    print(sweep_table(frame_rows(crossover_table(frame))))
     print(f"{state.type.value.lower()}: {state.message}")
     if page:
         print(f"in the UI:  {page}")
