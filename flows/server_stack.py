@@ -10,12 +10,11 @@ recorded process families still runs. The stack's PID folder is named by one var
 Also here: runs of the stack's deployment created, followed and checked (`trigger_runs`,
 `wait_final`, `check_runs`), the process-family walk over /proc (`process_family`; also
 tests/process_watch.py's), the code version server.sh stamps on the deployments
-(`code_version`), and the basic-auth header of a `user:password` (`basic_auth_headers`).
+(`code_version`); the basic-auth header and the PID folder's variable come from flows.api.choose.
 Commands run with their output in files and in a session of their own, whose whole group is
 killed afterwards: a grandchild holding a pipe open would hang the caller.
 """
 
-import base64
 import os
 import shutil
 import signal
@@ -31,23 +30,17 @@ from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
 
+# The PID folder's variable and the basic-auth header are the ones `linreg run` uses to find a server.
+from flows.api.choose import SERVER_RUN_DIR_ENV, basic_auth_headers  # noqa: F401 (basic_auth_headers: for the tests)
 from linreg import provenance
 from linreg.ports import PortTaken, free_port, on_free_port, port_open, says_port_taken
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "server.sh"
-SERVER_RUN_DIR_ENV = "LINREG_SERVER_RUN_DIR"  # the server's PID files and logs: server.sh writes, `linreg run` reads
 DEPLOYMENT = "linreg/linreg-local"
 SOLVERS = ["closed_form", "numpy_gd", "torch_autograd"]
 START_TIMEOUT = 300  # server.sh start: (PostgreSQL,) server, pools, limits, deploy, automation, workers
 STOP_TIMEOUT = 150  # server.sh stop: up to 30 s per process, then pg_ctl stop
-
-
-def basic_auth_headers(auth: str | None) -> dict[str, str]:
-    """The HTTP header that sends `auth` ("user:password") as basic auth; none without it."""
-    if not auth:
-        return {}
-    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 def code_version() -> str:

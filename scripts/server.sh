@@ -101,19 +101,12 @@ print(proc.pid)' "$log" "$@") >"$RUN_DIR/$name.pid"
 
 # PIDs of $1 and of everything below it: its process tree, plus its process
 # group (orphans re-parented to init keep the group). Flow-run processes get
-# their own group from the worker, so the tree is needed as well.
+# their own group from the worker, so the tree is needed as well. The one walk
+# over /proc, flows.server_stack.process_family, which the tests and the bench use.
 family() {
-    ps -eo pid=,ppid=,pgid= | awk -v root="$1" '
-        { pid[NR] = $1; ppid[NR] = $2; pgid[NR] = $3 }
-        END {
-            keep[root] = 1
-            do {
-                added = 0
-                for (i = 1; i <= NR; i++)
-                    if (!(pid[i] in keep) && ((ppid[i] in keep) || pgid[i] == root)) { keep[pid[i]] = 1; added = 1 }
-            } while (added)
-            for (p in keep) print p
-        }'
+    "$BIN/python" -c 'import sys
+from flows.server_stack import process_family
+print(*sorted(process_family([int(sys.argv[1])])), sep="\n")' "$1"
 }
 
 # When $1 started: a PID that is reused later has another start time.
@@ -161,15 +154,14 @@ show_log() { { echo "--- last lines of $1:"; tail -n 30 "$1" || true; } >&2; }
 wait_for() {
     local what=$1 pid=$2 condition=$3
     "$BIN/python" - "$PREFECT_API_URL" "$pid" "$START_TIMEOUT" <<PY || return 1
-import base64, json, os, sys, time, urllib.request
+import json, os, sys, time, urllib.request
 from datetime import datetime
+from flows.api.choose import basic_auth_headers
 api, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-auth = os.environ.get("PREFECT_API_AUTH_STRING")
+headers = {"Content-Type": "application/json", **basic_auth_headers(os.environ.get("PREFECT_API_AUTH_STRING"))}
 def get(path, body=None):
     req = urllib.request.Request(api + path, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+                                 headers=headers)
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.load(resp)
 deadline, last = time.monotonic() + timeout, "no answer yet"
@@ -320,11 +312,11 @@ start_workers() {
     say "workers: $count started, $WORKERS online"
 }
 
-# The deployments' version: the commit, plus -dirty when tracked files have uncommitted changes.
+# The deployments' version: the commit, plus -dirty when tracked files have uncommitted changes
+# (linreg.provenance's, the one every run records; from git here, not from an inherited LINREG_VERSION).
 code_version() {
-    local commit
-    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null) || { echo unversioned; return; }
-    git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null && echo "$commit" || echo "$commit-dirty"
+    (cd "$ROOT" && env -u LINREG_VERSION "$BIN/python" -c \
+        'from linreg.provenance import code_version; print(code_version() or "unversioned")')
 }
 
 start() {
