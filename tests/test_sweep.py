@@ -10,10 +10,11 @@ import torch
 from numpy.testing import assert_allclose
 
 from linreg.data import make_dataset
+from linreg.plots import plot_sweep_error, plot_sweep_seconds
 from linreg.solvers import SOLVERS
 from linreg.sweep import (
-    COLUMNS, NEVER, SweepSpec, chunk_cells, crossover_table, data_specs, expand_grid, plot_error, plot_seconds,
-    results_frame, run_cells, skip_reason, true_weights,
+    COLUMNS, NEVER, SweepSpec, chunk_cells, crossover_table, data_specs, expand_grid, results_frame, run_cells,
+    skip_reason, true_weights,
 )
 
 # --- The grid -------------------------------------------------------------------------------------
@@ -187,11 +188,11 @@ def test_crossover_from_a_known_table():
 def test_plots_are_log_log_figures_with_one_line_per_solver_and_device():
     frame = timing_frame({("a", 1e3, "cpu"): [1, 2], ("a", 1e4, "cpu"): [3, 4], ("a", 1e3, "cuda"): [2, 2]})
     frame["error"] = 0.01
-    for fig in (plot_seconds(frame), plot_error(frame)):
+    for fig in (plot_sweep_seconds(frame), plot_sweep_error(frame)):
         ax = fig.axes[0]
         assert ax.get_xscale() == ax.get_yscale() == "log"
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a cpu", "a cuda"]
-    line = plot_seconds(frame).axes[0].lines[0]
+    line = plot_sweep_seconds(frame).axes[0].lines[0]
     assert_allclose(np.asarray(line.get_ydata(), dtype=float), [1.5, 3.5])  # medians over seeds; bars span min..max
 
 

@@ -9,7 +9,6 @@ import pytest
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 
-import linreg.sweep
 from linreg.plots import plot_sweep_error, plot_sweep_seconds
 from linreg.report import frame_rows, markdown_table, sweep_markdown, sweep_table
 from linreg.specs import RunSpec
@@ -112,13 +111,6 @@ def test_the_sweep_plots_are_figures_left_unsaved():
     for fig in (plot_sweep_seconds(frame), plot_sweep_error(frame)):
         assert isinstance(fig, Figure) and fig.axes[0].get_xscale() == "log"
         assert fig.canvas.manager is None  # a bare Figure, not a pyplot window: the caller saves it
-
-
-def test_the_old_names_in_linreg_sweep_are_the_moved_functions():
-    assert linreg.sweep.plot_seconds is plot_sweep_seconds and linreg.sweep.plot_error is plot_sweep_error
-    assert linreg.sweep.frame_rows is frame_rows and linreg.sweep.markdown_table is sweep_table
-    with pytest.raises(AttributeError, match="no attribute 'render_nothing'"):
-        linreg.sweep.render_nothing  # noqa: B018
 
 
 # --- The task runner and the GPU annotation a run uses -----------------------------------------------

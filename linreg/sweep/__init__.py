@@ -33,17 +33,3 @@ __all__ = [
     "cell_row", "chunk_cells", "count_statuses", "crossover_table", "data_specs", "expand_grid", "fit_row",
     "frame_parquet", "results_frame", "run_cells", "skip_reason", "timing_table", "true_weights",
 ]
-
-# The plots and tables that lived here until issue 21, by their old names, for the modules that still
-# import them from here. Looked up on first use: the spec and the grid load without matplotlib.
-_MOVED = {"plot_seconds": ("linreg.plots", "plot_sweep_seconds"), "plot_error": ("linreg.plots", "plot_sweep_error"),
-          "frame_rows": ("linreg.report", "frame_rows"), "markdown_table": ("linreg.report", "sweep_table")}
-
-
-def __getattr__(name: str):
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    module, new_name = _MOVED[name]
-    return getattr(importlib.import_module(module), new_name)
