@@ -106,7 +106,9 @@ def statistics_line(summary: RunSummary) -> str:
         return ""
     return (f"R² {_fmt(f.r_squared)} ({f.r2_convention}), adjusted R² {_fmt(f.adj_r_squared)}, "
             f"F {_fmt(f.f_statistic)} (p {_fmt(f.f_pvalue, 3)}) on {f.df_model} and {f.df_resid} df, "
-            f"{f.nobs} observations, condition number {_fmt(f.condition_number, 3)}")
+            # Of the design with its columns scaled to unit length: statsmodels prints the raw design's,
+            # which grows with the columns' units (Longley: 4.9e9 there, 4.3e4 here).
+            f"{f.nobs} observations, condition number {_fmt(f.condition_number, 3)} (columns scaled)")
 
 
 def data_line(summary: RunSummary) -> str:
