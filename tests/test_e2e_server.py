@@ -44,7 +44,7 @@ N = 200
 START_TIMEOUT = 240  # server.sh start: server, pools, limit, deploy, worker
 STOP_TIMEOUT = 120  # server.sh stop waits up to 30 s per process before SIGKILL
 RUN_TIMEOUT = 180  # trigger to Completed; about 15 s on two cores
-UI_TIMEOUT_MS = 30_000  # each wait in the browser
+UI_TIMEOUT_MS = 60_000  # the ceiling of each wait in the browser, expect() included (its own default is 5 s)
 ALERT_TIMEOUT = 240  # from the runs' end to the last alert: a bound on a hang, not a claim about speed
 
 
@@ -170,6 +170,16 @@ def test_deployment_runs_on_worker_and_ui_shows_artifacts(stack, tmp_path):
 # --- the browser part
 
 
+def expect(actual):
+    """Playwright's expect(), waiting up to UI_TIMEOUT_MS like every other browser step.
+
+    Its own default is 5 s, which a loaded CI machine outlasts while the UI is still fetching."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=UI_TIMEOUT_MS)
+    return playwright_expect(actual)
+
+
 @contextmanager
 def ui_step(page, what: str, shots: Path):
     """Turn a Playwright failure into a message naming the step, with a screenshot of the page."""
@@ -189,7 +199,7 @@ def ui_step(page, what: str, shots: Path):
 def check_ui(stack: Stack, flow_run_id: UUID, table_id: UUID, report_id: UUID, n_images: int,
              shots: Path) -> list[Path]:
     """Open the run's artifacts in chromium; check the table and the plots; return the screenshots."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     shots.mkdir(parents=True, exist_ok=True)
     blocked: list[str] = []
@@ -303,7 +313,7 @@ def submit_until_accepted(page, url_after: str, stack: Stack, attempts: int = 3)
 def test_the_run_form_refuses_n_0_then_starts_a_valid_run(stack, tmp_path):
     """In the UI, as a user would: Run > Custom run on linreg-local, n = 0 is refused by the
     server with the field named, and no run is created; n = 200 starts a run."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -346,7 +356,7 @@ def test_the_run_form_refuses_n_0_then_starts_a_valid_run(stack, tmp_path):
 def test_the_run_form_offers_file_data_and_runs_longley_on_the_worker(stack, tmp_path):
     """The form's data parameter offers both kinds: choosing "file" and naming Longley's CSV and
     target starts a run that fits the table, with no truth, on the worker."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -532,7 +542,6 @@ def test_make_run_then_make_ui_shows_the_run(tmp_path, migrated_prefect_home):
         shots = tmp_path / "screenshots"
         with sync_playwright_page(shots) as page:
             with ui_step(page, "the printed page lists the run's artifacts", shots):
-                from playwright.sync_api import expect
 
                 page.goto(page_url)
                 expect(page.get_by_text(f"n{N}-d1-seed42-cpu").first).to_be_visible()
