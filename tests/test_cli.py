@@ -155,7 +155,7 @@ def test_a_signal_before_the_flow_raises_at_once_and_names_itself():
     from flows.cli.signals import Interrupts
     from tasks.interrupt import STOP
 
-    interrupts = Interrupts(grace=600)
+    interrupts = Interrupts("run", grace=600)
     try:
         with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
             interrupts.on_signal(signal.SIGTERM, None)
@@ -171,7 +171,7 @@ def test_a_first_signal_during_the_flow_only_asks_it_to_stop():
     from flows.cli.signals import Interrupts
     from tasks.interrupt import STOP
 
-    interrupts = Interrupts(grace=600)
+    interrupts = Interrupts("run", grace=600)
     try:
         with interrupts.flow_running():
             interrupts.on_signal(signal.SIGINT, None)  # no raise: the flow stops at its next safe point

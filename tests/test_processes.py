@@ -99,7 +99,7 @@ def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
     script = "\n".join([
         "import os, signal, sys, time",
         "from flows.cli.signals import Interrupts",
-        "signal.signal(signal.SIGTERM, Interrupts(grace=1.0).on_signal)",
+        "signal.signal(signal.SIGTERM, Interrupts('sweep', grace=1.0).on_signal)",
         "sent = False",
         "while True:",
         "    try:",
@@ -113,7 +113,7 @@ def test_an_interrupt_that_cannot_unwind_still_ends_the_process(tmp_path):
     done = run_logged([sys.executable, "-c", script], tmp_path / "logs", "the wedged interrupted process",
                       timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 130, done.stdout + done.stderr
-    assert "still stopping 1 s after the signal; exiting now" in done.stderr
+    assert "linreg sweep: still stopping 1 s after the signal; exiting now" in done.stderr  # its command named
 
 
 def test_two_temporary_apis_on_one_database_both_start(tmp_path, migrated_prefect_home, monkeypatch):

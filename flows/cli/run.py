@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(spec: RunSpec) -> int:
-    interrupts = Interrupts().install_for_flow()
+    interrupts = Interrupts("run").install_for_flow()
     try:
         state, page = run_on_prefect("run", interrupts, lambda: _warm_imports(spec), lambda: _call_flow(spec))
     except (TemporaryAPIError, APIUnreachable) as exc:

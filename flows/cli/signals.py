@@ -25,10 +25,12 @@ class Interrupts:
     """The signal handlers of one command, and what they have seen.
 
     Args:
+        command: the subcommand, as its messages name it (`run`, `sweep`, `ui`).
         grace: seconds from the first signal to the forced exit.
     """
 
-    def __init__(self, grace: float = GRACE_SECONDS):
+    def __init__(self, command: str, grace: float = GRACE_SECONDS):
+        self.command = command
         self.grace = grace
         self.signal_name = "SIGINT"  # the last signal received, for the "interrupted (...)" line
         self.flow_started = False
@@ -85,7 +87,7 @@ class Interrupts:
         KeyboardInterrupt into arbitrary Prefect code, which once left a run waiting for
         ever). Files are written atomically, and the temporary API dies with this process
         (PR_SET_PDEATHSIG), so exiting is safe."""
-        print(f"linreg run: still stopping {self.grace:g} s after the signal; exiting now", file=sys.stderr, flush=True)
+        print(f"linreg {self.command}: still stopping {self.grace:g} s after the signal; exiting now", file=sys.stderr, flush=True)
         os._exit(130)
 
 

@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         spec = build_sweep_spec(args)  # a device this machine lacks gives skipped cells, not an error
     except OptionError as exc:
         return refuse("sweep", exc)
-    interrupts = Interrupts().install_for_flow()
+    interrupts = Interrupts("sweep").install_for_flow()
     try:
         state, page = run_on_prefect("sweep", interrupts, lambda: _warm_imports(spec), lambda: _call_flow(spec))
         interrupts.raise_if_stopped()

@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     elif server := project_server():
         print(f"linreg ui: note: the project's server (make server) runs at {server.removesuffix('/api')}: "
               "new runs report there; this UI shows the runs made without it", file=sys.stderr)
-    Interrupts().install_for_server()
+    Interrupts("ui").install_for_server()
     home = prefect_home()
     try:
         lock = HomeLock(home)
