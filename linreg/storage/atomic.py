@@ -36,6 +36,43 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink(missing_ok=True)
 
 
+class PendingFile:
+    """A file written under a temporary name, whose own name is known only once it is whole
+    (a content-addressed file): see `pending_file`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.published: Path | None = None
+
+    def publish(self, path: Path) -> Path:
+        """Flush the file to disk and rename it onto `path`, in the same folder."""
+        path = Path(path)
+        try:
+            with open(self.path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.path, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        self.published = path
+        return path
+
+
+@contextmanager
+def pending_file(folder: Path, prefix: str) -> Iterator[PendingFile]:
+    """Yield a `PendingFile` in `folder` to write; unless `publish` named it by the end of the
+    block, it is removed: an error, an interruption or a change of mind leaves nothing."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=".tmp")
+    os.close(fd)
+    pending = PendingFile(Path(tmp))
+    try:
+        yield pending
+    finally:
+        if pending.published is None:
+            pending.path.unlink(missing_ok=True)
+
+
 def write_bytes(path: Path, payload: bytes) -> Path:
     """Write `payload` to `path` atomically and return the path."""
     with atomic_path(path) as tmp:

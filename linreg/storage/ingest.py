@@ -5,10 +5,12 @@
 `TableSource`, the same reader a solver gets for generated data
 (`linreg.data.DataSource`), with named columns and no true parameters.
 
-- A CSV is read once, streamed in blocks by pyarrow's CSV reader, and written
-  as float64 parquet to `<data_root>/datasets/csv-<sha256>-<choice>.parquet`,
+- A CSV is read once: cut into pieces at line ends, hashed as it is read, each
+  piece parsed by pyarrow's CSV reader on a thread of its own (a few at a time),
+  and written as float64 parquet to `<data_root>/datasets/csv-<sha256>-<choice>.parquet`,
   named by the CSV's sha256 and a short digest of the column choice; the same
-  file with the same choice is converted once.
+  file with the same choice is converted once. The conversion records the file's
+  path, size and modification time: the same file seen again is only hashed.
 - A parquet file, or a folder of them, whose chosen columns are numeric is read
   where it is. Only when `drop_missing` has rows to drop is a cleaned copy
   written (`parquet-<sha256>-<choice>.parquet`).
@@ -21,11 +23,14 @@ write that then leaves no file behind.
 import hashlib
 import json
 import logging
+import os
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +40,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from linreg.data import CHUNK_ROWS, SourceSpec, holdout_count, holdout_mask
-from linreg.storage.atomic import atomic_path, sha256_file
+from linreg.storage.atomic import atomic_path, pending_file, sha256_file
 from linreg.storage.catalog import Catalog
 from linreg.storage.parquet import DatasetError
 from linreg.storage.source import DEFAULT_MEMORY_BUDGET
@@ -44,13 +49,17 @@ log = logging.getLogger("linreg.storage")
 
 TABLE_FORMAT_VERSION = 1
 _META_KEY = b"linreg.table"
+_SOURCE_KEY = b"linreg.source"  # the CSV converted: path, size and mtime, to find it again
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 PARQUET_MAGIC = b"PAR1"
-# pyarrow's streaming CSV reader reads ahead several blocks per thread: RSS grows
-# with the block (64 MiB blocks peaked at 1.9 GB on a 2 GB file, 4 MiB at 270 MB),
-# while blocks of a few MiB already parse at full speed (docs/own-data.md).
-CSV_BLOCK_BYTES = 4 << 20
+# A CSV is parsed in pieces of about CSV_BLOCK_BYTES, cut at line ends, CSV_PARSE_THREADS
+# pieces at a time, each by one thread, while the calling thread reads ahead, hashes,
+# checks and writes. On two cores this reads as fast as pandas' multi-threaded read of
+# the whole file, where pyarrow's streaming reader parsed at about half that speed and a
+# separate sha256 pass cost a third more (docs/own-data.md). Memory: a few pieces.
+CSV_BLOCK_BYTES = 8 << 20
+CSV_PARSE_THREADS = max(1, min(8, os.cpu_count() or 1))
 # Row groups of at most 64 MiB of float64 x and y (and at most CHUNK_ROWS rows, as
 # generated files have): one group fits any memory budget a streamed fit runs under.
 ROW_GROUP_BYTES = 64 << 20
@@ -414,35 +423,40 @@ def _metadata(table: TableDataset) -> dict[bytes, bytes]:
 
 
 def _write_converted(
-    out: Path, columns: list[str], batches: Iterable[pa.RecordBatch], checks: _ValueChecks,
-    row_word: str, describe,
+    tmp: Path, columns: list[str], batches: Iterable[pa.RecordBatch], checks: _ValueChecks,
+    row_word: str, describe, source: dict | None = None,
 ) -> TableDataset:
-    """Stream checked batches into `out`, atomically; refuse bad values before the rename.
+    """Stream checked batches into the temporary file `tmp`; refuse bad values at the end.
 
-    Random-looking floats neither compress nor dictionary-encode, so both are off
-    (as for generated datasets); page CRCs cost little and catch a damaged page.
+    The caller renames `tmp` once this returns, and removes it if this raises: nothing
+    half-written is ever under a real name. Random-looking floats neither compress nor
+    dictionary-encode, so both are off (as for generated datasets); page CRCs cost
+    little and catch a damaged page.
 
     Args:
         batches: the chosen columns (features, then target) as float64, in row order.
-        describe: called with the finished checks, returns the TableDataset to record.
+        describe: called with the finished checks (once every batch is read), returns
+            the TableDataset to record.
+        source: recorded beside it under `_SOURCE_KEY` (a CSV's path, size and mtime).
 
     Returns:
         The TableDataset recorded in the file's metadata.
     """
     schema = _output_schema(columns)
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False, write_statistics=False,
-                              write_page_checksum=True) as writer:
-            groups = _RowGroupWriter(writer, row_group_rows(len(columns) - 1))
-            for batch in batches:
-                batch = checks.update(batch)
-                if checks.drop_missing or not checks.bad:  # a refused file need not be written on
-                    groups.add(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
-            # Raising here leaves atomic_path to remove the temporary file: nothing is left.
-            checks.check(len(columns) - 1, row_word)
-            groups.close()
-            table = describe(checks)
-            writer.add_key_value_metadata(_metadata(table))
+    with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False, write_statistics=False,
+                          write_page_checksum=True) as writer:
+        groups = _RowGroupWriter(writer, row_group_rows(len(columns) - 1))
+        for batch in batches:
+            batch = checks.update(batch)
+            if checks.drop_missing or not checks.bad:  # a refused file need not be written on
+                groups.add(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+        checks.check(len(columns) - 1, row_word)
+        groups.close()
+        table = describe(checks)
+        meta = _metadata(table)
+        if source is not None:
+            meta[_SOURCE_KEY] = json.dumps(source).encode()
+        writer.add_key_value_metadata(meta)
     return table
 
 
@@ -535,17 +549,24 @@ def _csv_header(path: Path, block_bytes: int) -> pa.Schema:
 def _conversion_error(path: Path, exc: pa.ArrowException, names: list[str], target: str, rows: int,
                       block_bytes: int, types: dict[str, pa.DataType]) -> TableError:
     """A pyarrow error met while streaming, as one line naming the column and row where it can."""
-    found = re.search(r"In CSV column #(\d+): CSV conversion error to double", str(exc))
+    found = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to double", str(exc))
     if found:
         column = names[int(found.group(1))]
         first = _first_text_value(path, column, block_bytes, after_rows=rows)
         where = f": {first[1]!r} at data row {first[0]}" if first else ""
         return _non_numeric_error(path, column, "text", names, target, types, where)
-    return TableError(path, f"not a readable CSV file after data row {rows} ({_one_line(exc)})")
+    detail = _one_line(exc)
+    # A piece parsed on its own numbers its rows from 1: "Row #k" is data row rows + k.
+    row = re.search(r"Row #(\d+): ", detail)
+    if row:
+        detail = detail[:row.start()] + detail[row.end():]
+        return TableError(path, f"not a readable CSV file at data row {rows + int(row.group(1))} ({detail})")
+    return TableError(path, f"not a readable CSV file after data row {rows} ({detail})")
 
 
-def _csv_batches(path: Path, columns: list[str], block_bytes: int, on_error) -> Iterator[pa.RecordBatch]:
-    """The chosen columns of a CSV as float64 batches, in the order given, streamed."""
+def _streamed_csv_batches(path: Path, columns: list[str], block_bytes: int, on_error) -> Iterator[pa.RecordBatch]:
+    """The chosen columns of a CSV as float64 batches, in the order given, from pyarrow's
+    streaming reader: for a file `_data_offset` cannot cut into lines."""
     # Types are fixed to float64 rather than inferred: pyarrow infers from the first block
     # only, so an integer column with a decimal point further down would fail the read.
     convert = pacsv.ConvertOptions(column_types={c: pa.float64() for c in columns}, include_columns=columns)
@@ -557,6 +578,78 @@ def _csv_batches(path: Path, columns: list[str], block_bytes: int, on_error) -> 
                 yield batch
     except pa.ArrowException as exc:
         raise on_error(exc, rows) from None
+
+
+def _data_offset(path: Path, names: list[str]) -> int | None:
+    """The byte offset of the first data row: the end of the first line, when that line on
+    its own reads as the header pyarrow found (`names`); None when it does not (a header
+    spread over lines, line ends without a newline), and the file is then streamed."""
+    with open(path, "rb") as fh:
+        line = fh.readline(1 << 20)
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        alone = pacsv.read_csv(pa.py_buffer(line), read_options=pacsv.ReadOptions(use_threads=False))
+    except pa.ArrowException:
+        return None
+    return len(line) if alone.schema.names == names else None
+
+
+def _pieces(fh, size: int) -> Iterator[bytes]:
+    """The rest of an open binary file in pieces of about `size` bytes, each ending at a
+    line end. pyarrow splits its own blocks the same way: a value holds no newline
+    (`ParseOptions.newlines_in_values` is off by default)."""
+    rest = b""
+    while block := fh.read(size):
+        buffer = rest + block if rest else block
+        cut = buffer.rfind(b"\n") + 1
+        if cut:
+            yield buffer[:cut]
+            rest = buffer[cut:]
+        else:
+            rest = buffer  # a line longer than a piece: read on
+    if rest:
+        yield rest
+
+
+def _csv_batches(path: Path, names: list[str], columns: list[str], offset: int, block_bytes: int, on_error,
+                 digest) -> Iterator[pa.RecordBatch]:
+    """The chosen columns of a CSV as float64 batches, in the order given and in row order,
+    parsed CSV_PARSE_THREADS pieces at a time; `digest` is updated with every byte of the
+    file, header included, as it is read."""
+    read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=2 * block_bytes)
+    # Types are fixed to float64 rather than inferred: pyarrow infers from the first block
+    # only, so an integer column with a decimal point further down would fail the read.
+    convert = pacsv.ConvertOptions(column_types={c: pa.float64() for c in columns}, include_columns=columns)
+
+    def parse(piece: bytes) -> pa.Table:
+        return pacsv.read_csv(pa.py_buffer(piece), read_options=read, convert_options=convert)
+
+    rows = 0
+    parsing: deque = deque()
+    with open(path, "rb") as fh, ThreadPoolExecutor(CSV_PARSE_THREADS, thread_name_prefix="linreg-csv") as pool:
+        try:
+            digest.update(fh.read(offset))
+            pieces = _pieces(fh, block_bytes)
+            while True:
+                piece = next(pieces, None)
+                if piece is not None:
+                    digest.update(piece)  # releases the GIL: hashing overlaps the parsing
+                    parsing.append(pool.submit(parse, piece))
+                # Keep every thread busy while this one checks and writes: one piece per
+                # thread and one more queued. Then take the oldest, in order.
+                while parsing and (piece is None or len(parsing) > CSV_PARSE_THREADS + 1):
+                    table = parsing.popleft().result()
+                    for batch in table.to_batches():
+                        rows += batch.num_rows
+                        yield batch
+                if piece is None:
+                    return
+        except pa.ArrowException as exc:
+            raise on_error(exc, rows) from None
+        finally:
+            for future in parsing:
+                future.cancel()
 
 
 def _csv_columns(path: Path, target: str, features: list[str] | None,
@@ -576,17 +669,53 @@ def _csv_columns(path: Path, target: str, features: list[str] | None,
     return names, features, types
 
 
+def _source_record(path: Path) -> dict:
+    """What identifies a CSV without reading it: path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _converted_before(data_root: Path, choice: str, source: dict) -> bool:
+    """Whether a conversion with this column choice records this very file, unchanged since."""
+    for converted in Catalog(data_root).datasets.glob(f"csv-*-{choice}.parquet"):
+        try:
+            recorded = (pq.ParquetFile(converted).metadata.metadata or {}).get(_SOURCE_KEY)
+        except (pa.ArrowException, OSError):
+            continue
+        if recorded is not None and json.loads(recorded) == source:
+            return True
+    return False
+
+
 def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: Path, drop_missing: bool,
                 block_bytes: int) -> TableDataset:
     names, features, types = _csv_columns(path, target, features, block_bytes)
     columns = [*features, target]
-    source_sha256 = sha256_file(path)
-    out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
-    meta = _reusable(out, source_sha256, target, features, drop_missing)
-    if meta is not None:
-        return _reuse(out, meta, path)
+    source = _source_record(path)
+    if _converted_before(data_root, _choice_digest(target, features, drop_missing), source):
+        # Seen before: one pass of sha256 decides (size and mtime alone could lie).
+        source_sha256 = sha256_file(path)
+        out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
+        meta = _reusable(out, source_sha256, target, features, drop_missing)
+        if meta is not None:
+            return _reuse(out, meta, path)
+
+    def on_error(exc, rows):
+        return _conversion_error(path, exc, names, target, rows, block_bytes, types)
+
+    offset = _data_offset(path, names)
+    if offset is None:
+        known = sha256_file(path)
+        source_digest: Callable[[], str] = lambda: known  # noqa: E731
+        batches = _streamed_csv_batches(path, columns, block_bytes, on_error)
+    else:
+        digest = hashlib.sha256()
+        source_digest = digest.hexdigest  # whole once every batch is read
+        batches = _csv_batches(path, names, columns, offset, block_bytes, on_error, digest)
 
     def describe(checks: _ValueChecks) -> TableDataset:
+        source_sha256 = source_digest()
+        out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
         dtypes = ["int64" if pa.types.is_integer(types[c]) and checks.integral[j] else "double"
                   for j, c in enumerate(columns)]
         return TableDataset(
@@ -595,13 +724,18 @@ def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: 
             rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
         )
 
-    def on_error(exc, rows):
-        return _conversion_error(path, exc, names, target, rows, block_bytes, types)
-
     integers = tuple(j for j, c in enumerate(columns) if pa.types.is_integer(types[c]))
     checks = _ValueChecks(path, columns, drop_missing, integers)
-    batches = _csv_batches(path, columns, block_bytes, on_error)
-    table = _write_converted(out, columns, batches, checks, "data rows count from 1 after the header", describe)
+    # Named by the content's sha256, known only once the file is read: written under a
+    # temporary name, renamed at the end, removed if anything fails before.
+    with pending_file(Catalog(data_root).datasets, "csv") as pending:
+        table = _write_converted(pending.path, columns, batches, checks, "data rows count from 1 after the header",
+                                 describe, source)
+        out = Path(table.path)
+        meta = _reusable(out, table.source_sha256, target, features, drop_missing)
+        if meta is not None:  # the same bytes converted before, from another path: that one stays
+            return _reuse(out, meta, path)
+        pending.publish(out)
     log.info("converted %s to %s (%d rows, %d dropped)", path, out, table.rows, table.rows_dropped)
     return table
 
@@ -691,10 +825,11 @@ def _write_cleaned(path: Path, files: list[Path], columns: list[str], table: Tab
         return _reuse(out, meta, path)
     checks = _ValueChecks(path, columns, drop_missing=True)
     batches = _parquet_batches(files, columns, row_group_rows(len(columns) - 1))
-    return _write_converted(
-        out, columns, batches, checks, "data rows count from 1",
-        lambda _: table.model_copy(update={"path": str(out), "converted": True}),
-    )
+    with atomic_path(out) as tmp:
+        return _write_converted(
+            tmp, columns, batches, checks, "data rows count from 1",
+            lambda _: table.model_copy(update={"path": str(out), "converted": True}),
+        )
 
 
 # ---------------------------------------------------------------------------
