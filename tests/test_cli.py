@@ -2,13 +2,13 @@
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from flows.cli import main
+from procs import run_captured
 
 BAD = [
     (["--n", "0"], "--n: must be in [1, 1000000000], got 0"),
@@ -125,8 +125,8 @@ def test_the_cli_loads_without_prefect_until_the_options_are_valid():
     """Bad options fail fast: importing the CLI and every subcommand's parser loads no Prefect, pandas or torch."""
     script = ("import sys; from flows.cli import build_parser; build_parser(); "
               "print(sorted({'prefect', 'pandas', 'torch'} & set(sys.modules)))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = run_captured([sys.executable, "-c", script], "the CLI's import check", timeout=120,
+                        cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
