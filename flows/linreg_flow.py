@@ -2,11 +2,11 @@
 
 from time import perf_counter
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from linreg.devices import DeviceError, planned_device
+from linreg.devices import planned_device
 from linreg.evaluate import RunSummary
 from linreg.report import outcome
 from linreg.solvers import FitResult
@@ -35,8 +35,7 @@ def _run_spec(value) -> RunSpec:
 
 
 def run_device(run: RunSpec, elements: int) -> tuple[str, str]:
-    """The run's device and why (`linreg.devices.planned_device`, the one device policy),
-    for the run name and the flow alike.
+    """The run's device and why (`linreg.devices.planned_device`, the one device policy).
 
     Args:
         elements: n·d of the data the fits train on.
@@ -45,15 +44,21 @@ def run_device(run: RunSpec, elements: int) -> tuple[str, str]:
 
 
 def linreg_run_name() -> str:
-    """`n1000-d1-seed42-cpu`: what ran, with the device the fits are planned on."""
-    run = _run_spec(flow_run.parameters.get("run"))
-    if run.from_file:
-        return run.label()  # its size, which "auto" needs, is known once the table is checked
-    try:
-        device = run_device(run, run.data.n * run.data.d)[0]
-    except DeviceError:
-        device = run.device  # the flow itself reports the error
-    return run.label(device)
+    """`n1000-d1-seed42-auto`: what was asked, until the flow has decided the device and renames the run."""
+    return _run_spec(flow_run.parameters.get("run")).label()
+
+
+def name_run_after(run: RunSpec, device: str) -> None:
+    """Rename this flow run after the device its fits are planned on (`n1000-d1-seed42-cpu`).
+
+    The device is decided once, in the flow (a table's size, which "auto" needs, is known only
+    once it is checked), so the name that Prefect gives before the flow body carries the asked
+    device, and this renames it the way Prefect's own `flow_run_name` does.
+    """
+    name = run.label(device)
+    if name != flow_run.name:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_name(flow_run.id, name)
 
 
 def train_run_name() -> str:
@@ -105,6 +110,7 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
         device, why = run_device(run, run.data.n * run.data.d)
         ref = prepare_dataset(run.data, run.output_dir)
     get_run_logger().info("device %s: %s", device, why)
+    name_run_after(run, device)
     raise_if_interrupted(deadline)
     scaling = fit_scaling(ref, run.fit_intercept) if run.scaling == "standard" else None
 

@@ -69,11 +69,11 @@ def resolve_device(device: str = "auto") -> str:
 CUDA_MIN_ELEMENTS = 1_000_000
 
 
-def planned_device(device: str, fits_run_here: bool, elements: int | None = None) -> tuple[str, str]:
+def planned_device(device: str, fits_run_here: bool, elements: int) -> tuple[str, str]:
     """The device a run's or a sweep cell's fits are planned on, and why: the one device policy.
 
     - "auto" picks CUDA only for data of at least CUDA_MIN_ELEMENTS (n·d); below it the
-      CPU wins, wherever the fits run. Without `elements`, "auto" means any CUDA.
+      CPU wins, wherever the fits run.
     - Where the fits run here (threads, processes), the choice is resolved here
       (`resolve_device`): a device this machine lacks is refused at once, and "cuda"
       becomes "cuda:N", which tags the training tasks for GPU routing.
@@ -88,7 +88,7 @@ def planned_device(device: str, fits_run_here: bool, elements: int | None = None
     Args:
         device: "auto", "cpu", "cuda" or "cuda:N".
         fits_run_here: False when Dask workers run the fits.
-        elements: n·d of the data, when known.
+        elements: n·d of the data.
 
     Returns:
         (the device, a reason for the log and the summary).
@@ -101,12 +101,10 @@ def planned_device(device: str, fits_run_here: bool, elements: int | None = None
         return resolve_device(device), f"{device} as asked"
     if fits_run_here and cuda_device_count() == 0:
         return "cpu", "auto: no CUDA device on this machine"
-    if auto and elements is not None and elements < CUDA_MIN_ELEMENTS:
+    if auto and elements < CUDA_MIN_ELEMENTS:
         return "cpu", f"auto: n·d = {elements:,} is below the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
     if not fits_run_here:
         return device, "as given; each Dask worker resolves it on its own hardware"
-    if elements is None:
-        return "cuda:0", "auto: CUDA is available (data size not given)"
     return "cuda:0", f"auto: n·d = {elements:,} is at or above the CUDA crossover of {CUDA_MIN_ELEMENTS:,} elements"
 
 

@@ -42,16 +42,11 @@ def test_auto_without_cuda_is_the_cpu_whatever_the_size(cuda_count, elements):
     assert planned_device("auto", fits_run_here=True, elements=elements) == ("cpu", "auto: no CUDA device on this machine")
 
 
-def test_auto_without_a_size_is_any_cuda(cuda_count):
-    cuda_count(1)
-    assert planned_device("auto", fits_run_here=True) == ("cuda:0", "auto: CUDA is available (data size not given)")
-
-
 def test_named_devices_are_resolved_as_asked_whatever_the_size(cuda_count):
     cuda_count(2)
     assert planned_device("cpu", fits_run_here=True, elements=10**9) == ("cpu", "cpu as asked")
     assert planned_device("cuda", fits_run_here=True, elements=10) == ("cuda:0", "cuda as asked")
-    assert planned_device("cuda:1", fits_run_here=True) == ("cuda:1", "cuda:1 as asked")
+    assert planned_device("cuda:1", fits_run_here=True, elements=10) == ("cuda:1", "cuda:1 as asked")
 
 
 @pytest.mark.parametrize("device, count, words", [
@@ -72,7 +67,6 @@ def test_under_dask_auto_keeps_small_data_on_the_cpu(cuda_count):
     cuda_count(0)
     assert planned_device("auto", fits_run_here=False, elements=CUDA_MIN_ELEMENTS - 1) == ("cpu", BELOW)
     assert planned_device("auto", fits_run_here=False, elements=CUDA_MIN_ELEMENTS) == ("auto", AS_GIVEN)
-    assert planned_device("auto", fits_run_here=False) == ("auto", AS_GIVEN)
 
 
 def test_under_dask_this_machines_hardware_is_never_asked(monkeypatch):
@@ -83,9 +77,9 @@ def test_under_dask_this_machines_hardware_is_never_asked(monkeypatch):
 
     monkeypatch.setattr(devices, "cuda_device_count", no_count)
     assert planned_device("cuda:3", fits_run_here=False, elements=10) == ("cuda:3", AS_GIVEN)
-    assert planned_device("cpu", fits_run_here=False) == ("cpu", AS_GIVEN)
+    assert planned_device("cpu", fits_run_here=False, elements=10) == ("cpu", AS_GIVEN)
     with pytest.raises(DeviceError, match="unknown device 'gpu'"):
-        planned_device("gpu", fits_run_here=False)
+        planned_device("gpu", fits_run_here=False, elements=10)
 
 
 # --- which solvers a CUDA device reaches --------------------------------------------------------------

@@ -386,19 +386,16 @@ def test_a_full_disk_during_publish_fails_naming_the_path_and_keeps_the_dataset(
     assert again.is_completed() and again.result().dataset.sha256 == sha256_file(dataset)
 
 
-def test_the_run_name_carries_the_planned_device(monkeypatch):
-    """The name is made before the flow body, by the same policy (`flows.linreg_flow.run_device`):
-    under Dask, "auto" below the crossover is the CPU, above it stays "auto", and CUDA is never refused."""
+def test_the_run_is_named_as_asked_then_after_the_planned_device(prefect_server, tmp_path):
+    """Prefect names the run before the flow body, with the device as asked; the flow decides the
+    device once (`flows.linreg_flow.run_device`) and renames the run after it."""
     import flows.linreg_flow as module
-    from linreg.devices import CUDA_MIN_ELEMENTS
 
-    small, large = CUDA_MIN_ELEMENTS - 1, CUDA_MIN_ELEMENTS
-    names = [
-        (RunSpec(runner="dask", device="auto", data={"n": small}), f"n{small}-d1-seed42-cpu"),
-        (RunSpec(runner="dask", device="auto", data={"n": large}), f"n{large}-d1-seed42-auto"),
-        (RunSpec(runner="dask", device="cuda:3"), "n1000-d1-seed42-cuda:3"),
-        (RunSpec(device="cpu"), "n1000-d1-seed42-cpu"),
-    ]
-    for run, name in names:
-        monkeypatch.setattr(module, "flow_run", types.SimpleNamespace(parameters={"run": run}))
-        assert module.linreg_run_name() == name
+    asked = RunSpec(device="auto", data={"n": 50}, solvers=["closed_form"], output_dir=tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "flow_run", types.SimpleNamespace(parameters={"run": asked}))
+        assert module.linreg_run_name() == "n50-d1-seed42-auto"
+    state = linreg_flow(asked, return_state=True)
+    assert state.result().device == "cpu"  # n·d = 50: below the CUDA crossover, whatever the machine
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "n50-d1-seed42-cpu"

@@ -74,10 +74,11 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     if spec.from_file:
         check_table(spec)
     # The flow's first check, made here before Prefect loads. Only a named CUDA device can be
-    # refused; checking "auto" would import torch (1 s) before the temporary API starts.
+    # refused, whatever the data's size; checking "auto" would import torch (1 s) before the
+    # temporary API starts.
     if spec.device.startswith("cuda"):
         try:
-            planned_device(spec.device, fits_run_here=spec.runner != "dask")
+            planned_device(spec.device, fits_run_here=spec.runner != "dask", elements=0)
         except DeviceError as exc:
             raise OptionError(f"--device: {exc}") from None
     return spec

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from linreg.devices import DeviceError, planned_device, resolve_device
+from linreg.devices import DeviceError, planned_device
 from linreg.scaling import ScaledSource, Scaling
 from linreg.solvers.registry import SOLVERS
 from linreg.sweep.grid import Cell
@@ -15,24 +15,34 @@ COLUMNS = ["cell", "n", "d", "seed", "solver", "device", "device_used", "lr", "e
            "status", "reason", "seconds", "error", "final_loss", "diverged_epoch", "worker"]
 
 
-def skip_reason(cell: Cell, fits_run_here: bool = True) -> str | None:
-    """Why a cell cannot run, or None: a solver without a CUDA path off the CPU, or a device that
-    `linreg.devices.planned_device` refuses (one this machine lacks, where the fits run here)."""
+def planned_cell(cell: Cell, fits_run_here: bool = True) -> tuple[str | None, str | None]:
+    """The device a cell's fit runs on, or why it cannot run: a solver without a CUDA path off
+    the CPU, or a device that `linreg.devices.planned_device` refuses (one this machine lacks,
+    where the fits run here).
+
+    Returns:
+        (device, None) for a cell that can run; (None, the reason) for one that cannot.
+    """
     if cell.device != "cpu" and not SOLVERS[cell.solver].cuda:
-        return f"{cell.solver} runs on the CPU only"
+        return None, f"{cell.solver} runs on the CPU only"
     try:
-        planned_device(cell.device, fits_run_here)
+        return planned_device(cell.device, fits_run_here, cell.data.n * cell.data.d)[0], None
     except DeviceError as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
+
+
+def skip_reason(cell: Cell, fits_run_here: bool = True) -> str | None:
+    """Why a cell cannot run where its fits are planned, or None (`planned_cell`)."""
+    return planned_cell(cell, fits_run_here)[1]
 
 
 def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = None,
               worker: str | None = None, scaling: Scaling | None = None) -> list[dict]:
     """Fit every cell on one dataset, in order; each gives one row (see COLUMNS).
 
-    A cell whose device this machine lacks is `skipped` with the reason; one
-    whose solver raises is `failed` with the error. Neither stops the others.
+    Each cell's device is decided here, on the machine that fits it (a Dask worker sees its own
+    GPUs). A cell whose device this machine lacks is `skipped` with the reason; one whose
+    solver raises is `failed` with the error. Neither stops the others.
 
     Args:
         data: the cells' dataset (a `linreg.data.DataSource`).
@@ -43,11 +53,11 @@ def run_cells(data, cells: list[Cell], progress: Callable[[int], None] | None = 
     scaled = ScaledSource(data, scaling) if scaling is not None else None
     rows = []
     for cell in cells:
-        reason = skip_reason(cell)
+        device, reason = planned_cell(cell)
         if reason is not None:
             rows.append(cell_row(cell, status="skipped", reason=reason))
             continue
-        spec = cell.spec.model_copy(update={"device": resolve_device(cell.device)})
+        spec = cell.spec.model_copy(update={"device": device})
         on_scaled = cell.scale == "standard" and SOLVERS[cell.solver].iterative
         if on_scaled and scaled is None:
             raise ValueError(f"cell {cell.index}: scale 'standard' needs the data's scaling")
