@@ -27,6 +27,9 @@ MIGRATED := $(PREFECT_HOME)/.migrated
 
 # `make server`: a Prefect server with its own state, the deployments and a worker.
 SERVER_HOME ?= $(CURDIR)/.prefect-server
+# Where `make server` records its processes and port, and where `make run` looks for it:
+# one variable for both, so that a SERVER_HOME of your own is found too.
+export LINREG_SERVER_RUN_DIR ?= $(SERVER_HOME)/run
 # `make ui` serves here, and `make run` names this port in the address it prints.
 export LINREG_UI_PORT ?= 4300
 PORT ?= 4200

@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -31,10 +32,12 @@ from linreg.results import COLUMNS, load_history, run_folders
 from linreg.solvers import SOLVERS
 from linreg.specs import DataSpec
 from linreg.storage import Catalog, DatasetRef
-from linreg.storage.catalog import SUMMARY
+from linreg.storage.catalog import SUMMARY, new_run_id
 
 TARGET_SECONDS = 2.0
 RUNS, QUICK_RUNS = 1000, 100
+
+FIRST_RUN = datetime(2026, 1, 1, tzinfo=timezone.utc)  # the made-up runs start here, a minute apart
 
 
 def real_summary(epochs: int) -> RunSummary:
@@ -50,7 +53,7 @@ def write_runs(root: Path, template: RunSummary, count: int) -> None:
     """`count` run folders under root/runs, one a minute, seeds cycling over 10, seconds varied."""
     raw = json.loads(template.model_dump_json())
     for k in range(count):
-        raw["run_id"] = f"2026{1 + k // 44640:02d}{1 + k // 1440 % 31:02d}T{k // 60 % 24:02d}{k % 60:02d}00Z-{k:08x}"
+        raw["run_id"] = new_run_id(f"{k:08x}", now=FIRST_RUN + timedelta(minutes=k))
         raw["dataset"]["seed"] = k % 10
         for i, row in enumerate(raw["results"]):
             row["seconds"] = template.results[i].seconds * (1 + (k % 7) / 10)

@@ -422,7 +422,7 @@ def check_runs(stack: Stack, runs: dict, output_dir: Path) -> list[RunCheck]:
             check.artifact_keys = {a.key for a in artifacts if a.flow_run_id == run_id and a.key}
             if not {"linreg-summary", "linreg-report"} <= check.artifact_keys:
                 check.problems.append(f"artifacts {sorted(check.artifact_keys)}")
-            folders = list(Catalog(output_dir).runs.glob(f"*-{str(run_id)[:8]}"))
+            folders = Catalog(output_dir).runs_of(run_id)
             if len(folders) != 1 or not (folders[0] / SUMMARY).is_file():
                 check.problems.append(f"run folders {folders}")
             else:

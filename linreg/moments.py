@@ -12,6 +12,7 @@ a file streamed one row group at a time gives the moments of the whole.
 takes a QR pass over the data when it is not.
 """
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -236,8 +237,6 @@ def augmented_tensor(x: np.ndarray, y: np.ndarray, device: str):
 def _readable_tensor(a: np.ndarray):
     """A float64 tensor over `a`, read only (copied from once): arrays read from parquet are read-only,
     which torch.from_numpy warns about although nothing writes to them."""
-    import warnings
-
     import torch  # deferred: the CPU path never imports torch
 
     with warnings.catch_warnings():

@@ -293,7 +293,7 @@ class RunSpec(FrozenModel):
             raise PydanticCustomError(
                 "solvers", "must name at least one solver; known: {known}", {"known": ", ".join(SOLVERS)}
             )
-        _check_names(names, SOLVERS)
+        check_solver_names(names, SOLVERS)
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise PydanticCustomError("solvers", "duplicate solver(s): {dupes}", {"dupes": ", ".join(dupes)})
@@ -302,7 +302,7 @@ class RunSpec(FrozenModel):
     @field_validator("overrides")
     @classmethod
     def _known_override_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        _check_names(list(overrides), SOLVERS)
+        check_solver_names(list(overrides), SOLVERS)
         return overrides
 
     @field_validator("device")
@@ -310,10 +310,7 @@ class RunSpec(FrozenModel):
     def _device_form(cls, device: str) -> str:
         """The string's form only: whether the hardware exists is decided where the fits
         run (`linreg.devices.planned_device`)."""
-        try:
-            return parse_device(device)
-        except DeviceError as exc:
-            raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
+        return device_form(device)
 
     @field_validator("dask_address")
     @classmethod
@@ -321,7 +318,17 @@ class RunSpec(FrozenModel):
         return dask_address_for(address, info.data.get("runner"))
 
 
-def _check_names(names: list[str], known: dict) -> None:
+def device_form(device: str) -> str:
+    """`device` in its canonical form ("auto", "cpu", "cuda", "cuda:N") for a spec's validator,
+    whose error names the field (runs and sweeps alike)."""
+    try:
+        return parse_device(device)
+    except DeviceError as exc:
+        raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
+
+
+def check_solver_names(names: list[str], known: dict = SOLVERS) -> None:
+    """Refuse names that are not in the registry, listing the known ones (runs and sweeps alike)."""
     unknown = [n for n in names if n not in known]
     if unknown:
         raise PydanticCustomError(

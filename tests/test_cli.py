@@ -133,6 +133,7 @@ def test_the_cli_loads_without_prefect_until_the_options_are_valid():
 @pytest.mark.parametrize("port, message", [
     ("0", "linreg ui: error: --port: must be in [1, 65535], got 0"),
     ("65536", "linreg ui: error: --port: must be in [1, 65535], got 65536"),
+    ("4300x", "linreg ui: error: --port: must be an integer in [1, 65535], got '4300x'"),
 ])
 def test_ui_refuses_a_port_out_of_range_in_one_line(capsys, port, message):
     assert main(["ui", "--port", port]) == 2

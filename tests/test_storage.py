@@ -244,6 +244,21 @@ def test_the_catalog_names_every_path_under_the_data_root_and_creates_none(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_catalog_finds_a_flow_runs_folders_and_a_choices_conversions(tmp_path):
+    catalog = Catalog(tmp_path)
+    flow_run_id = UUID("7f65b0aa-1234-5678-9abc-def012345678")
+    mine = catalog.run(new_run_id(flow_run_id, datetime(2026, 12, 1, tzinfo=timezone.utc)))
+    other = catalog.run(new_run_id(UUID(int=1), datetime(2026, 12, 1, tzinfo=timezone.utc)))
+    for folder in (mine, other):
+        folder.mkdir(parents=True)
+    assert catalog.runs_of(flow_run_id) == [mine] and catalog.runs_of(str(flow_run_id)) == [mine]
+    catalog.datasets.mkdir()
+    wanted = [catalog.conversion("csv", "a" * 64, "cd34"), catalog.conversion("csv", "b" * 64, "cd34")]
+    for path in [*wanted, catalog.conversion("csv", "c" * 64, "ef56"), catalog.conversion("parquet", "d" * 64, "cd34")]:
+        path.touch()
+    assert catalog.conversions("csv", "cd34") == wanted
+
+
 def test_a_file_name_the_catalog_does_not_know_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'notes.txt' is not one of summary.csv, fits.png"):
         Catalog(tmp_path).run_file("r1", "notes.txt")

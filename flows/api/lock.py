@@ -1,5 +1,6 @@
 """One writer per SQLite database: the lock on a PREFECT_HOME."""
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -22,8 +23,6 @@ class HomeLock:
 
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; with `blocking=False`, return False at once when another process holds it."""
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

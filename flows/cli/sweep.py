@@ -23,10 +23,10 @@ from flows.cli.options import (
     whole_number,
 )
 from flows.cli.signals import Interrupts, interrupted
-from linreg.sweep import SweepSpec
+from linreg.solvers import SOLVERS
+from linreg.sweep import GENERATED_AXES, SweepSpec
 
 INTEGER_LISTS = ("n", "d", "seeds", "epochs")
-SWEEP_GENERATED = ("n", "d", "seeds", "noise", "bias")  # what --data cannot be given with
 LISTS = (*INTEGER_LISTS, "lr", "solvers", "devices", "scales")
 
 
@@ -63,7 +63,7 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
         OptionError: naming the option and what it allows.
     """
     fields = {}
-    data = data_fields(args, generated=SWEEP_GENERATED)
+    data = data_fields(args, generated=GENERATED_AXES)  # what --data cannot be given with
     if args.data is not None:
         fields["data"] = data
     for key in SWEEP_OPTIONS:
@@ -113,7 +113,7 @@ def _warm_imports(spec: SweepSpec) -> None:
     """Deferred imports, made while the temporary API starts: bad options fail fast, before Prefect loads."""
     import flows.sweep_flow  # noqa: F401
 
-    if any(name.startswith("torch") for name in spec.solvers):
+    if any(SOLVERS[name].uses_torch for name in spec.solvers):
         import torch._dynamo  # noqa: F401  (what optim.SGD imports on first use)
 
 

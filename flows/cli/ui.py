@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from flows.api.choose import UI_RECORD, prefect_home, project_server, ui_port
 from flows.api.lock import HomeLock
 from flows.api.process import TemporaryAPIError, UIServer
-from flows.cli.options import OptionError, refuse
+from flows.cli.options import OptionError, integer_option, refuse
 from flows.cli.signals import Interrupts
 from linreg.ports import port_open
 
@@ -25,13 +25,13 @@ from linreg.ports import port_open
 def register(commands) -> None:
     """Add `ui` to `linreg`'s subcommands."""
     ui = commands.add_parser("ui", help="serve the Prefect UI over the runs made with `linreg run` (Ctrl-C stops it)")
-    ui.add_argument("--port", type=int, default=None,
+    ui.add_argument("--port", default=None,
                     help="loopback port for the UI and its API (default $LINREG_UI_PORT, else 4300)")
     ui.set_defaults(handler=main)
 
 
 def check_port(port: int | None) -> int:
-    """--port, or the default one; free and in range.
+    """--port, or the default one ($LINREG_UI_PORT, else 4300); free and in range.
 
     Raises:
         OptionError: out of range, or already in use.
@@ -47,7 +47,7 @@ def check_port(port: int | None) -> int:
 def main(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; always stop the server and remove its record."""
     try:
-        port = check_port(args.port)
+        port = check_port(integer_option(args, "port", 1, 65535))
     except OptionError as exc:
         return refuse("ui", exc)
     if os.environ.get("PREFECT_API_URL"):

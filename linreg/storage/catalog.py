@@ -113,6 +113,10 @@ class Catalog:
         """The parquet a user's table (`prefix` csv or parquet) is converted to, for one column choice."""
         return self.datasets / f"{prefix}-{source_sha256}-{choice}.parquet"
 
+    def conversions(self, prefix: str, choice: str) -> list[Path]:
+        """Every conversion of a `prefix` table (csv or parquet) for one column choice, whatever its source."""
+        return sorted(self.datasets.glob(self.conversion(prefix, "*", choice).name))
+
     @property
     def runs(self) -> Path:
         return self.root / RUNS
@@ -120,6 +124,10 @@ class Catalog:
     def run(self, run_id: str) -> Path:
         """Where one run's summary and plots go."""
         return self.runs / run_id
+
+    def runs_of(self, flow_run_id: UUID | str) -> list[Path]:
+        """The run folders of one flow run (`new_run_id` keeps its first 8 characters)."""
+        return sorted(self.runs.glob(f"*-{str(flow_run_id)[:8]}"))
 
     def run_file(self, run_id: str, name: str) -> Path:
         """One of RUN_FILES in a run's folder.

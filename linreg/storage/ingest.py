@@ -677,7 +677,7 @@ def _source_record(path: Path) -> dict:
 
 def _converted_before(data_root: Path, choice: str, source: dict) -> bool:
     """Whether a conversion with this column choice records this very file, unchanged since."""
-    for converted in Catalog(data_root).datasets.glob(f"csv-*-{choice}.parquet"):
+    for converted in Catalog(data_root).conversions("csv", choice):
         try:
             recorded = (pq.ParquetFile(converted).metadata.metadata or {}).get(_SOURCE_KEY)
         except (pa.ArrowException, OSError):

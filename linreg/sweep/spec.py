@@ -6,11 +6,10 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from linreg.devices import DeviceError, parse_device
 from linreg.solvers.registry import SOLVERS
 from linreg.specs import (
     DASK_ADDRESS_SCHEMA, BatchSize, Bias, Epochs, FileData, LearningRate, Noise, OutputDir, Rows, Seed,
-    dask_address_for,
+    check_solver_names, dask_address_for, device_form,
 )
 from linreg.sweep.grid import expand_grid
 from linreg.validation import MAX_D, MAX_EPOCHS, MAX_N, MAX_SEED, FrozenModel, range_check
@@ -60,21 +59,15 @@ class SweepSpec(FrozenModel):
     @field_validator("solvers")
     @classmethod
     def _known_solvers(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in SOLVERS]
-        if unknown:
-            raise PydanticCustomError("solvers", "unknown solver(s): {unknown}; known: {known}",
-                                      {"unknown": ", ".join(unknown), "known": ", ".join(SOLVERS)})
+        check_solver_names(names)
         return _no_duplicates(names, "solvers")
 
     @field_validator("devices")
     @classmethod
     def _device_forms(cls, devices: list[str]) -> list[str]:
         for device in devices:
-            try:
-                if parse_device(device) == "auto":
-                    raise DeviceError("'auto' is no sweep axis; expected 'cpu', 'cuda' or 'cuda:N'")
-            except DeviceError as exc:
-                raise PydanticCustomError("device", "{reason}", {"reason": str(exc)}) from None
+            if device_form(device) == "auto":
+                raise PydanticCustomError("device", "'auto' is no sweep axis; expected 'cpu', 'cuda' or 'cuda:N'")
         return _no_duplicates(devices, "device")
 
     @field_validator("n", "d", "seeds", "lr", "epochs", "scales")
