@@ -47,7 +47,7 @@ def _is_missing(value) -> bool:
 
 
 def frame_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict]:
-    """Rows of plain Python values: lists of weights joined by spaces, times as ISO text, seconds to 0.1 ms.
+    """Rows of plain Python values: lists (weights, feature names) joined by spaces, times as ISO text, seconds to 0.1 ms.
 
     The one step from a results frame (a run's, a sweep's, the history's) to a table artifact,
     a markdown table or a CSV file. `columns`: these, in this order; all the frame's by default.
@@ -56,8 +56,8 @@ def frame_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[di
     for record in frame[columns if columns is not None else list(frame.columns)].to_dict("records"):
         row = {}
         for key, value in record.items():
-            if isinstance(value, (list, tuple, np.ndarray)):
-                value = " ".join(_fmt(v, 8) for v in value)
+            if isinstance(value, (list, tuple, np.ndarray)):  # weights; a table's feature names
+                value = " ".join(v if isinstance(v, str) else _fmt(v, 8) for v in value)
             elif hasattr(value, "isoformat") and not _is_missing(value):
                 value = value.isoformat()
             value = _plain(value)
@@ -82,6 +82,25 @@ def summary_columns(summary: RunSummary) -> list[str]:
 def summary_rows(summary: RunSummary) -> list[dict]:
     """One flat row of plain Python values per solver, non-finite numbers as None: for tables and CSV."""
     return frame_rows(summary.to_frame(), summary_columns(summary))
+
+
+def saved_summary_rows(summary: RunSummary) -> list[dict]:
+    """`summary_rows` as summary.csv and the linreg-summary table hold them: for a user's table,
+    `weights` becomes a column per feature, `weight_<name>`, in the features' order."""
+    rows = summary_rows(summary)
+    if summary.dataset.source != "file":
+        return rows
+    names = [f"weight_{name}" for name in summary.dataset.names]
+    out = []
+    for row, result in zip(rows, summary.results):
+        named = {}
+        for key, value in row.items():
+            if key == "weights":
+                named.update({n: _plain(float(w)) for n, w in zip(names, result.weights)})
+            else:
+                named[key] = value
+        out.append(named)
+    return out
 
 
 def named_coefficient_rows(summary: RunSummary) -> tuple[list[dict], list[str]]:
@@ -266,7 +285,7 @@ def _history_cells(wide: pd.DataFrame) -> tuple[list[dict], list[str]]:
     solvers = [c[: -len(" s")] for c in wide.columns if c.endswith(" s")]
     rows = []
     for row in frame_rows(wide, list(wide.columns)):
-        out = {"run_id": row["run_id"], "n": row["n"], "d": row["d"], "seed": row["seed"],
+        out = {"run_id": row["run_id"], "data": row["data"], "n": row["n"], "d": row["d"], "seed": row["seed"],
                "commit": row["commit"] or "-"}
         for s in solvers:
             seconds, error, status = row[f"{s} s"], row[f"{s} error"], row[f"{s} status"]
@@ -275,11 +294,12 @@ def _history_cells(wide: pd.DataFrame) -> tuple[list[dict], list[str]]:
             else:
                 out[s] = f"{_fmt(seconds, 3)} s / " + (_fmt(error, 3) if status == Status.OK else status)
         rows.append(out)
-    return rows, ["run_id", "n", "d", "seed", "commit", *solvers]
+    return rows, ["run_id", "data", "n", "d", "seed", "commit", *solvers]
 
 
 def history_text(wide: pd.DataFrame) -> str:
-    """`linreg history`'s table: a line per run, oldest first (see `_history_cells`)."""
+    """`linreg history`'s table: a line per run, runs on the same data together, oldest first within
+    each (`linreg.results.history_table`, `_history_cells`)."""
     return _fixed_width(*_history_cells(wide))
 
 
@@ -380,11 +400,11 @@ def history_markdown(wide: pd.DataFrame, png: bytes | None, root) -> str:
     parts = [f"# linreg history under `{root}`"]
     if wide.empty:
         return "\n\n".join(parts + [f"No finished run under `{root}/runs`."]) + "\n"
-    parts.append(f"{len(wide)} runs, oldest first. Per solver: seconds of the fit / the largest absolute error of "
+    parts.append(f"{len(wide)} runs; runs on the same data (the same sha256) together, oldest first. Per solver: seconds of the fit / the largest absolute error of "
                  "bias and weights against the truth (or the status of a fit that did not end ok).")
     if png is not None:
         parts.append(f"![history]({png_data_uri(png)})")
-    shown = wide.tail(HISTORY_REPORT_RUNS)
+    shown = wide[wide["run_id"].isin(wide.sort_values("time", kind="stable")["run_id"].tail(HISTORY_REPORT_RUNS))]
     if len(shown) < len(wide):
         parts.append(f"The last {len(shown)} runs:")
     parts.append(markdown_table(*_history_cells(shown)))

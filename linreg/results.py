@@ -116,14 +116,27 @@ def load_history(
     return frame.reset_index(drop=True)
 
 
+def data_labels(frame: pd.DataFrame) -> pd.Series:
+    """Which data each row's run fitted, in a few characters: the file's name and its sha256's
+    first 8 digits (`longley.csv@1a2b3c4d`), or `generated@…` with the generated parquet's."""
+    names = frame["data_source"].map(lambda source: "generated" if source == "generated" else Path(source).name)
+    return names + "@" + frame["dataset_sha256"].str[:8]
+
+
 def history_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The history wide: one row per run (oldest first), seconds, error and status columns per solver.
+    """The history wide: one row per run, seconds, error and status columns per solver.
+
+    Runs on the same data (the same sha256: one file, or one generated dataset) are grouped
+    together, the groups in the order their first run appears, and oldest first within each.
 
     Returns:
-        Columns run_id, time, n, d, seed, commit, then `<solver> s`, `<solver> error` and
-        `<solver> status` for each solver, in the order solvers first appear.
+        Columns run_id, time, data (`data_labels`), n, d, seed, commit, then `<solver> s`,
+        `<solver> error` and `<solver> status` for each solver, in the order solvers first appear.
     """
-    runs = frame.drop_duplicates("run_id")[["run_id", "time", "n", "d", "seed", "commit"]].set_index("run_id")
+    runs = frame.drop_duplicates("run_id").assign(data=data_labels)
+    group = runs.groupby("dataset_sha256", sort=False).ngroup()  # numbered in order of first appearance
+    runs = runs.assign(_group=group).sort_values("_group", kind="stable")
+    runs = runs[["run_id", "time", "data", "n", "d", "seed", "commit"]].set_index("run_id")
     solvers = list(dict.fromkeys(frame["solver"]))
     if not solvers:
         return runs.reset_index()

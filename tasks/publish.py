@@ -11,7 +11,7 @@ from linreg.evaluate import RunSummary
 from linreg.plots import (
     MAX_POINTS, figure_png, plot_coefficients, plot_fits, plot_losses, plot_predicted_vs_actual, plot_residuals,
 )
-from linreg.report import render_markdown, summary_rows
+from linreg.report import render_markdown, saved_summary_rows
 from linreg.results import compare, previous_run
 from linreg.solvers import FitResult
 from linreg.solvers.registry import REFERENCE
@@ -64,7 +64,7 @@ def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: 
         pngs.update(table_figures(summary, fits, sample_x, sample_y))
     for name, png in pngs.items():
         write_bytes(catalog.run_file(summary.run_id, name), png)
-    rows = summary_rows(summary)
+    rows = saved_summary_rows(summary)
     previous = previous_run(root, summary)  # before summary.json is written: this run is no candidate
     write_csv(catalog.run_file(summary.run_id, SUMMARY_CSV), rows)
     # Last: marks the run complete.

@@ -37,16 +37,18 @@ def history(capsys, *argv) -> tuple[int, list[str], str]:
     return code, captured.out.splitlines(), captured.err
 
 
-def test_history_prints_a_line_per_run_oldest_first_and_writes_csv_and_png(three_runs, capsys):
+def test_history_prints_a_line_per_run_same_data_together_and_writes_csv_and_png(three_runs, capsys):
     root, runs = three_runs
     code, lines, err = history(capsys, "--output-dir", str(root))
     assert code == 0, err
-    assert lines[0].split() == ["run_id", "n", "d", "seed", "commit", *SOLVER_NAMES]
+    assert lines[0].split() == ["run_id", "data", "n", "d", "seed", "commit", *SOLVER_NAMES]
     table = lines[1:4]
-    assert [line.split()[0] for line in table] == [r.run_id for r in runs]
-    assert [line.split()[3] for line in table] == ["3", "4", "3"]
-    for line, run in zip(table, runs):
-        assert line.split()[4] == run.provenance.commit
+    grouped = [runs[0], runs[2], runs[1]]  # the first and last runs fitted the same data: together, oldest first
+    assert [line.split()[0] for line in table] == [r.run_id for r in grouped]
+    assert [line.split()[1] for line in table] == [f"generated@{r.dataset.sha256[:8]}" for r in grouped]
+    assert [line.split()[4] for line in table] == ["3", "3", "4"]
+    for line, run in zip(table, grouped):
+        assert line.split()[5] == run.provenance.commit
         for r in run.results:  # "<seconds> s / <error>" per solver, in the header's order
             assert f"{_fmt(r.seconds, 3)} s / {_fmt(max(r.bias_abs_error, *r.weights_abs_error), 3)}" in line
     assert lines[-1].startswith("3 runs; wrote")
@@ -70,7 +72,7 @@ def test_history_skips_sweeps_in_their_own_folder_and_in_an_old_roots_runs_witho
     with caplog.at_level(logging.WARNING, logger="linreg.results"):
         code, lines, err = history(capsys, "--output-dir", str(copy.root))
     assert code == 0, err
-    assert [line.split()[0] for line in lines[1:-2]] == [r.run_id for r in runs]
+    assert sorted(line.split()[0] for line in lines[1:-2]) == [r.run_id for r in runs]
     assert lines[-1] == f"3 runs; wrote {copy.history_csv} and {copy.history_png}"
     assert [r.getMessage() for r in caplog.records if r.name == "linreg.results"] == []
 
@@ -87,7 +89,7 @@ def test_a_fit_that_did_not_end_ok_shows_its_status_and_an_absent_one_a_dash(tmp
     fits = [SOLVERS[s].fit(data, SOLVERS[s].defaults) for s in ("closed_form", "numpy_sgd")]
     make_run(tmp_path, run_id(2), fits=[fits[0], failed_result("numpy_gd", 2, RuntimeError("x")), fits[1]])
     code, lines, _ = history(capsys, "--output-dir", str(tmp_path))
-    assert code == 0 and lines[0].split()[5:] == ["closed_form", "numpy_gd", "numpy_sgd"]
+    assert code == 0 and lines[0].split()[6:] == ["closed_form", "numpy_gd", "numpy_sgd"]
     assert lines[1].split()[-1] == "-" and "0 s / failed" in lines[2]
 
 
@@ -97,7 +99,7 @@ def test_history_filters_by_seed_solvers_and_last(three_runs, capsys):
     assert code == 0 and [line.split()[0] for line in lines[1:-2]] == [runs[1].run_id]
     code, lines, _ = history(capsys, "--output-dir", str(root), "--solvers", "numpy_gd", "--last", "2", "--n", "200",
                              "--d", "2")
-    assert code == 0 and lines[0].split() == ["run_id", "n", "d", "seed", "commit", "numpy_gd"]
+    assert code == 0 and lines[0].split() == ["run_id", "data", "n", "d", "seed", "commit", "numpy_gd"]
     assert [line.split()[0] for line in lines[1:-2]] == [runs[1].run_id, runs[2].run_id]
 
 

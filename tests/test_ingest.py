@@ -423,6 +423,17 @@ def test_duplicate_column_names(tmp_path):
     assert ingest_table(path, "y", ["b"], data_root=tmp_path / "ok").features == ("b",)  # unambiguous without it
 
 
+@pytest.mark.parametrize("name", ["intercept", "bias", "solver"])
+def test_a_feature_named_as_a_reports_own_column(tmp_path, name):
+    path = write(tmp_path / "t.csv", f"a,{name},y\n1,2,3\n2,5,4\n3,1,0\n")
+    assert refused(path) == (
+        f"{path}: feature column {name!r} has a name the reports give a column of their own "
+        "(intercept, bias, solver); rename it in the file, or leave it out with --features"
+    )
+    assert ingest_table(path, "y", ["a"], data_root=tmp_path / "ok").features == ("a",)
+    assert list((tmp_path).glob("**/*.parquet")) == [next((tmp_path / "ok").glob("**/*.parquet"))]
+
+
 def test_the_target_among_the_features(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
     assert refused(path, "y", ["a", "y"]) == (

@@ -311,6 +311,12 @@ def test_longley_through_the_flow_names_every_weight_and_matches_statsmodels(
     folder = run_dir(run.output_dir, summary.run_id)
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["dataset"]["sha256"] == ds.sha256 and saved["dataset"]["features"] == FEATURES
+    # summary.csv (and the linreg-summary table, the same rows): a weight column per feature, by name, in order.
+    header = (folder / "summary.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c.startswith("weight")] == [f"weight_{name}" for name in FEATURES]
+    rows = pd.read_csv(folder / "summary.csv").set_index("solver")
+    reference = next(r for r in summary.results if r.solver == "closed_form")
+    assert np.allclose([rows.loc["closed_form", f"weight_{n}"] for n in FEATURES], reference.weights, rtol=1e-7)
     assert {"fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png"} <= {
         p.name for p in folder.iterdir()}
 
@@ -333,12 +339,52 @@ def test_a_parquet_is_read_in_place_with_a_holdout_and_history_knows_same_data(p
     assert not (tmp_path / "out" / "datasets").exists()  # read in place: nothing copied
     assert all(math.isfinite(r.holdout_mse) and math.isfinite(r.holdout_r2) for r in first.results)
     assert first.coefficients[1].parameter == "year"  # the order given, not the file's
+    # The held-out rows are in no fit: the reference is OLS on the other rows alone.
+    assert first.fit_statistics.nobs == ds.n
+    train = open_data(table_ref(ingest_table(table, "employed", ["year", "gnp"], data_root=tmp_path / "check"),
+                                seed=3, holdout=0.25), 1 << 30)
+    x, y = train.arrays()
+    assert len(y) == ds.n
+    ols = np.linalg.lstsq(np.column_stack([np.ones(len(y)), x]), y, rcond=None)[0]
+    reference = next(r for r in first.results if r.solver == "closed_form")
+    assert np.allclose([reference.bias, *reference.weights], ols, rtol=1e-6)
     second = linreg_flow(run, return_state=True).result()
     assert previous_run(run.output_dir, second).run_id == first.run_id
     assert compare(first, second).same_data
     other = linreg_flow(run.model_copy(update={"data": FileData(**{**data, "seed": 4})}), return_state=True).result()
     assert not compare(second, other).same_data  # another holdout split is other data
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["out"])
+
+
+@pytest.mark.flow
+def test_the_readme_command_then_history_groups_by_file_and_compare_names_another_file(
+        prefect_server, tmp_path, capsys):
+    """`make run ARGS="--data data/examples/longley.csv --target employed"` as the README shows it, twice,
+    then on a copy with one value changed: history puts the first two together, compare tells the third apart."""
+    out = tmp_path / "out"
+    changed = tmp_path / "copy" / "longley.csv"
+    changed.parent.mkdir()
+    changed.write_text(LONGLEY.read_text().replace("\n83.0,234289,2356,1590,107608,1947,60323\n",
+                                                   "\n83.0,234289,2356,1590,107608,1947,60324\n"))
+    common = ["--target", "employed", "--solvers", "closed_form,numpy_gd", "--epochs", "50", "--device", "cpu",
+              "--output-dir", str(out)]
+    for path in (LONGLEY, LONGLEY, changed):
+        assert main(["run", "--data", str(path), *common]) == 0
+        text = capsys.readouterr().out
+        assert "Coefficients (bias, then each feature by name):" in text and all(name in text for name in FEATURES)
+        assert "Reference fit (closed form), as statsmodels' OLS reports it:" in text and "adjusted R²" in text
+    assert main(["history", "--output-dir", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["run_id", "data"]
+    runs, data = zip(*(line.split()[:2] for line in lines[1:4]))
+    assert data[0] == data[1] != data[2] and all(label.startswith("longley.csv@") for label in data)
+    assert list(runs[:2]) == sorted(runs[:2])  # oldest first within the group
+    assert main(["compare", runs[0], runs[1], "--output-dir", str(out), "--min-seconds", "1e9"]) == 0
+    assert "(different data)" not in capsys.readouterr().out
+    assert main(["compare", runs[1], runs[2], "--output-dir", str(out), "--min-seconds", "1e9"]) == 0
+    text = capsys.readouterr().out
+    assert "(different data)" in text and "the runs fitted different data" in text
+    assert f"sha256 {data[1].split('@')[1]}" in text and f"sha256 {data[2].split('@')[1]}" in text
 
 
 # --- sweeps --------------------------------------------------------------------------------------

@@ -172,9 +172,11 @@ def test_history_filters_by_spec_solvers_and_last(three_runs):
 def test_history_table_has_a_row_per_run_and_two_columns_per_solver(three_runs):
     root, runs = three_runs
     wide = history_table(load_history(root))
-    assert list(wide["run_id"]) == [r.run_id for r in runs]
-    assert list(wide.columns[6:]) == [f"{s} {c}" for s in SOLVER_NAMES for c in ("s", "error", "status")]
-    for run, (_, row) in zip(runs, wide.iterrows()):
+    grouped = [runs[0], runs[2], runs[1]]  # runs on the same data together, oldest first within each
+    assert list(wide["run_id"]) == [r.run_id for r in grouped]
+    assert list(wide["data"]) == [f"generated@{r.dataset.sha256[:8]}" for r in grouped]
+    assert list(wide.columns[7:]) == [f"{s} {c}" for s in SOLVER_NAMES for c in ("s", "error", "status")]
+    for run, (_, row) in zip(grouped, wide.iterrows()):
         for r in run.results:
             assert row[f"{r.solver} s"] == r.seconds and row[f"{r.solver} status"] == "ok"
             assert row[f"{r.solver} error"] == max(r.bias_abs_error, *r.weights_abs_error)

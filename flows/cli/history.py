@@ -14,8 +14,9 @@ from linreg.validation import MAX_D, MAX_N, MAX_SEED
 def register(commands) -> None:
     """Add `history` to `linreg`'s subcommands."""
     history = commands.add_parser(
-        "history", help="every run under a data root, oldest first, a column per solver",
-        description="Print one line per finished run under DIR/runs, oldest first, with each solver's seconds "
+        "history", help="every run under a data root, runs on the same data together, a column per solver",
+        description="Print one line per finished run under DIR/runs (runs on the same data, by sha256, together; "
+                    "oldest first within each), with each solver's seconds "
                     "and error against the truth; write DIR/history.csv (a row per run and solver) and "
                     "DIR/history.png. Damaged or unfinished run folders are skipped with a warning naming them. "
                     "Exit status: 0, 1 when no run matches, 2 for a bad option.",

@@ -192,12 +192,18 @@ def data_sha256(path: Path) -> str:
 # Choosing the columns
 
 
+# The reports' own columns beside the features' (the reference's "intercept" row; "solver" and
+# "bias" in the coefficient tables): a feature of that name would be one of two same-named columns.
+RESERVED_NAMES = ("intercept", "bias", "solver")
+
+
 def choose_columns(path: Path, names: list[str], target: str, features: list[str] | None) -> list[str]:
     """The features to read: `features` as given, else every column but the target, in file order.
 
     Raises:
         TableError: an unknown column (listing those that exist), a name the file holds twice,
-            the target among the features, a feature listed twice, or no feature at all.
+            the target among the features, a feature listed twice, no feature at all, or a
+            feature named as one of the reports' own columns (RESERVED_NAMES).
     """
     available = ", ".join(names)
     if target not in names:
@@ -221,6 +227,10 @@ def choose_columns(path: Path, names: list[str], target: str, features: list[str
             raise TableError(path, f"features list {', '.join(repr(c) for c in twice)} more than once")
     if not features:
         raise TableError(path, f"no feature columns: the only column is the target {target!r}")
+    taken = [c for c in features if c in RESERVED_NAMES]
+    if taken:
+        raise TableError(path, f"feature column {taken[0]!r} has a name the reports give a column of their own "
+                               f"({', '.join(RESERVED_NAMES)}); rename it in the file, or leave it out with --features")
     for column in [*features, target]:
         positions = [i + 1 for i, c in enumerate(names) if c == column]
         if len(positions) > 1:
