@@ -32,10 +32,10 @@ def sweep_train_flow(sweep: SweepSpec) -> list[dict]:
         set_torch_threads(intra_op_threads(sweep))  # the flow's own thread; pool threads set theirs (tasks/runners.py)
     scaling, datasets = None, None
     if sweep.data is not None:  # a user's table: ingested once, its closed form the cells' reference
-        table = prepare_table(sweep.data, sweep.output_dir)
-        cells_data = TableCells(table.n, table.d, sweep.data.seed, reference_fit(table))
+        table = prepare_table(sweep.data, sweep.output_dir, sweep.fit_intercept)
+        cells_data = TableCells(table.n, table.d, sweep.data.seed, reference_fit(table, sweep.fit_intercept))
         refs, datasets = {cells_data.model_dump_json(): table}, [cells_data]
-        scaling = fit_scaling(table) if "standard" in sweep.scalings else None
+        scaling = fit_scaling(table, sweep.fit_intercept) if "standard" in sweep.scalings else None
     else:
         specs = data_specs(sweep)
         refs = {spec.model_dump_json(): prepare_dataset.submit(spec, sweep.output_dir) for spec in specs}

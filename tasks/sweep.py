@@ -13,7 +13,7 @@ from linreg.plots import figure_png, plot_sweep_error, plot_sweep_seconds
 from linreg.report import frame_rows, sweep_markdown
 from linreg.scaling import Scaling
 from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_text
-from linreg.storage.catalog import SWEEP_CSV, SWEEP_PARQUET
+from linreg.storage.catalog import CROSSOVER_CSV, SWEEP_CSV, SWEEP_PARQUET
 from linreg.sweep import Cell, crossover_table, frame_parquet, run_cells
 from tasks.dataset import memory_budget, retry_on_io_error
 from tasks.interrupt import interruptible
@@ -29,10 +29,11 @@ def train_cells(ref: DataRef, cells: list[Cell], scaling: Scaling | None = None)
 
 
 @task(name="reference-fit", cache_policy=NO_CACHE)
-def reference_fit(ref: DataRef) -> tuple[float, ...]:
-    """The closed form on a user's table, (intercept, *coef): what its sweep's errors are measured against."""
+def reference_fit(ref: DataRef, fit_intercept: bool = True) -> tuple[float, ...]:
+    """The closed form on a user's table, (intercept, *coef): what its sweep's errors are measured
+    against (without an intercept, that of y = x·w, intercept 0)."""
     data = open_data(ref, memory_budget())
-    solution = solve_least_squares(accumulate(data.iter_chunks(), ref.d), data.iter_chunks)
+    solution = solve_least_squares(accumulate(data.iter_chunks(), ref.d), data.iter_chunks, fit_intercept)
     return (float(solution.intercept), *map(float, solution.coef))
 
 
@@ -57,6 +58,7 @@ def publish_sweep(frame, sweep_id: str, root: Path) -> Path:
     for name, png in pngs.items():
         write_bytes(catalog.sweep_file(sweep_id, name), png)
     write_text(catalog.sweep_file(sweep_id, SWEEP_CSV), frame.to_csv(index=False))
+    write_text(catalog.sweep_file(sweep_id, CROSSOVER_CSV), crossover.to_csv(index=False))
     # Last: marks the sweep complete.
     write_bytes(catalog.sweep_file(sweep_id, SWEEP_PARQUET), frame_parquet(frame))
     titles = {"seconds.png": "Seconds against n (log-log)", "error.png": "Error against n (log-log)"}

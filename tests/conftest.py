@@ -38,6 +38,28 @@ def prefect_server():
             os.environ.pop("PREFECT_API_URL", None)
 
 
+@pytest.fixture(autouse=True)
+def _logging_on_open_streams():
+    """After each test, no log handler is left writing to a stream that test's capture closed.
+
+    A test that runs the CLI under capsys or capfd gets handlers bound to its captured
+    stream: `logging.basicConfig` (`linreg history`, `linreg compare`) on the root logger,
+    and Prefect's console handler when Prefect sets its logging up again. The next test
+    to log through them would fail inside logging, whichever test that is, so the verdicts
+    would depend on the order. Such handlers are pointed back at this process's stderr.
+    """
+    yield
+    import logging
+
+    names = ["", "prefect", "linreg", *(n for n in logging.root.manager.loggerDict if n.startswith("prefect."))]
+    for handler in {h for name in names for h in logging.getLogger(name or None).handlers}:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and getattr(stream, "closed", False):
+            handler.stream = sys.__stderr__  # not setStream: it flushes the closed one first
+            if hasattr(handler, "console"):  # Prefect's rich console writes to the stream it was given
+                handler.console.file = sys.__stderr__
+
+
 @pytest.fixture(scope="session")
 def tutorial_data():
     """The tutorial's dataset: n=1000, w=2, b=1, noise 0.1, seed 42."""

@@ -408,6 +408,69 @@ def test_a_sweep_over_a_table_refuses_generated_axes_naming_them(capsys):
     assert status == 2 and "--target: only with --data PATH" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "nope.csv", "no such file or folder"),
+    (lambda d: (d / "t.csv").write_text("a,city,y\n1,Lyon,2\n2,Oslo,3\n3,Rome,5\n") and d / "t.csv",
+     "column 'city' is not numeric (string: 'Lyon' at data row 1)"),
+], ids=["missing file", "text column"])
+def test_a_sweep_checks_the_whole_table_before_prefect_in_one_line(tmp_path, capsys, make, message):
+    path = make(tmp_path)
+    out = tmp_path / "out"
+    status = main(["sweep", "--data", str(path), "--target", "y", "--output-dir", str(out)])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and err[-1].startswith(f"linreg sweep: error: --data: {path}: {message}"), err
+    assert err[:-1] == [f"linreg sweep: checking {path}"] and not out.exists()
+
+
+def test_sweep_options_no_intercept_and_a_seed_only_with_a_table(tmp_path, capsys):
+    from flows.cli.sweep import build_sweep_spec
+    from linreg.sweep import SweepSpec, expand_grid
+
+    spec = build_sweep_spec(build_parser().parse_args(
+        ["sweep", "--data", str(LONGLEY), "--target", "employed", "--no-intercept", "--seed", "7",
+         "--output-dir", str(tmp_path)]))
+    assert spec.fit_intercept is False and spec.data.seed == 7
+    assert all(cell.spec.fit_intercept is False for cell in expand_grid(spec))
+    assert all(cell.spec.fit_intercept for cell in expand_grid(SweepSpec(solvers=["closed_form", "numpy_gd"])))
+    capsys.readouterr()
+    assert main(["sweep", "--seed", "7"]) == 2
+    assert capsys.readouterr().err == ("linreg sweep: error: --seed: only with --data PATH (your own table); "
+                                       "generated data's seeds are an axis: --seeds\n")
+
+
+@pytest.mark.flow
+def test_linreg_sweep_on_longley_without_an_intercept_prints_its_crossover(prefect_server, tmp_path, capfd):
+    """`linreg sweep --data … --no-intercept`: every cell fits y = x·w, scored against the closed form
+    of y = x·w on the same table (itself at 0), and the crossover table is printed.
+
+    capfd, not capsys: the sweep sets up Prefect's console logging on the sys.stderr it finds,
+    which capsys would close under the tests that follow."""
+    from linreg.storage import Catalog
+
+    out = tmp_path / "out"
+    status = main(["sweep", "--data", str(LONGLEY), "--target", "employed", "--features", "gnp,year",
+                   "--solvers", "closed_form,numpy_gd", "--lr", "0.01,0.1", "--epochs", "30", "--no-intercept",
+                   "--output-dir", str(out)])
+    text = capfd.readouterr().out
+    assert status == 0, text
+    (folder,) = Catalog(out).sweeps.iterdir()
+    frame = pd.read_csv(folder / "sweep.csv")
+    assert list(frame["solver"]) == ["closed_form", "numpy_gd", "numpy_gd"]
+    assert frame.loc[0, "error"] == 0.0 and (frame["status"] == "ok").all()
+    x = pd.read_csv(LONGLEY)[["gnp", "year"]].to_numpy(float)
+    y = pd.read_csv(LONGLEY)["employed"].to_numpy(float)
+    through_origin = np.linalg.lstsq(x, y, rcond=None)[0]
+    with_intercept = np.linalg.lstsq(np.column_stack([np.ones(16), x]), y, rcond=None)[0]
+    # Scored against y = x·w's fit: a cell at the intercept model's fit would be far off.
+    assert np.abs(np.array([0.0, *through_origin]) - with_intercept).max() > 1e3
+    # The crossover, printed and written: a row per solver; on this CPU-only grid, no CUDA rows.
+    crossover = pd.read_csv(folder / "crossover.csv")
+    assert list(crossover["solver"]) == ["closed_form", "numpy_gd"] and (crossover["d"] == 2).all()
+    assert list(crossover["verdict"]) == ["no CUDA rows"] * 2
+    assert "| solver | d | crossover_n | crossover_elements | cpu_s | cuda_s | verdict |" in text
+    assert "| numpy_gd | 2 | – | – | – | – | no CUDA rows |" in text
+
+
 @pytest.mark.flow
 def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_server, tmp_path):
     from flows.sweep_flow import sweep_flow
@@ -425,7 +488,8 @@ def test_a_sweep_over_longley_scores_cells_against_its_closed_form(prefect_serve
     scaled = frame[frame["scale"] == "standard"]
     assert (scaled["status"] == "ok").all()
     (folder,) = Catalog(tmp_path / "out").sweeps.iterdir()
-    assert {"sweep.parquet", "sweep.csv", "seconds.png", "error.png"} <= {p.name for p in folder.iterdir()}
+    assert {"sweep.parquet", "sweep.csv", "crossover.csv", "seconds.png", "error.png"} <= {
+        p.name for p in folder.iterdir()}
     assert (frame["n"] == 16).all() and (frame["d"] == 2).all() and (frame["seed"] == 42).all()
     assert frame.loc[0, "error"] == 0.0  # the closed form is the reference
     iterative = frame.iloc[1:]

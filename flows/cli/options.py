@@ -151,6 +151,32 @@ def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED
     return data
 
 
+def check_table(command: str, data, output_dir: Path, fit_intercept: bool = True) -> None:
+    """A table's checks, all of them, before Prefect loads (`linreg run` and `linreg sweep` alike):
+    the file is there and is CSV or parquet, the columns named exist and are numeric, no value is
+    missing or infinite, no feature is constant, and the holdout leaves enough rows. A CSV is
+    converted here, once (`linreg.storage.ingest_table`); the flow's own ingest then finds the
+    conversion and reuses it. A parquet is read here and again by the flow (in place, never copied).
+
+    Args:
+        data: the spec's `FileData`.
+
+    Raises:
+        OptionError: "--data: <file>: <problem>"; nothing is written.
+    """
+    from linreg.storage import TableError, ingest_table, table_ref  # deferred: pyarrow only for --data
+
+    print(f"linreg {command}: checking {data.path}", file=sys.stderr, flush=True)
+    try:
+        table = ingest_table(data.path, data.target, data.features, output_dir, data.drop_missing)
+        table_ref(table, data.seed, data.holdout, fit_intercept)
+    except TableError as exc:
+        raise OptionError(f"--data: {exc}") from None
+    if table.rows_dropped:
+        print(f"linreg {command}: --drop-missing dropped {table.rows_dropped} of {table.rows + table.rows_dropped} "
+              "rows for a missing or infinite value", file=sys.stderr, flush=True)
+
+
 # --- pydantic's errors, as the option a user typed ------------------------------------------
 
 # RunSpec location -> option
@@ -180,7 +206,7 @@ RUN_OPTIONS = {
 SWEEP_OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solvers", "devices": "--device",
                  "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size", "noise": "--noise",
                  "bias": "--bias", "runner": "--runner", "dask_address": "--dask-address",
-                 "output_dir": "--output-dir", "data": "--data", "scales": "--scale"}
+                 "output_dir": "--output-dir", "data": "--data", "scales": "--scale", "fit_intercept": "--no-intercept"}
 
 
 def describe(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from flows.api.choose import APIUnreachable
 from flows.api.process import TemporaryAPIError
 from flows.cli.launch import run_on_prefect
-from flows.cli.options import OptionError, add_file_options, data_fields, describe, refuse, split_list
+from flows.cli.options import OptionError, add_file_options, check_table, data_fields, describe, refuse, split_list
 from flows.cli.signals import Interrupts, interrupted
 from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
@@ -72,7 +72,7 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     except ValidationError as exc:
         raise OptionError(describe(exc)) from None
     if spec.from_file:
-        check_table(spec)
+        check_table("run", spec.data, spec.output_dir, spec.fit_intercept)
     # The flow's first check, made here before Prefect loads. Only a named CUDA device can be
     # refused, whatever the data's size; checking "auto" would import torch (1 s) before the
     # temporary API starts.
@@ -82,30 +82,6 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
         except DeviceError as exc:
             raise OptionError(f"--device: {exc}") from None
     return spec
-
-
-def check_table(spec: RunSpec) -> None:
-    """The table's checks, all of them, before Prefect loads: the file is there and is CSV or
-    parquet, the columns named exist and are numeric, no value is missing or infinite, no
-    feature is constant, and the holdout leaves enough rows. A CSV is converted here, once
-    (`linreg.storage.ingest_table`); the flow's own ingest then finds the conversion and
-    reuses it. A parquet is read here and again by the flow (in place, never copied).
-
-    Raises:
-        OptionError: "--data: <file>: <problem>"; nothing is written.
-    """
-    from linreg.storage import TableError, ingest_table, table_ref  # deferred: pyarrow only for --data
-
-    data = spec.data
-    print(f"linreg run: checking {data.path}", file=sys.stderr, flush=True)
-    try:
-        table = ingest_table(data.path, data.target, data.features, spec.output_dir, data.drop_missing)
-        table_ref(table, data.seed, data.holdout, spec.fit_intercept)
-    except TableError as exc:
-        raise OptionError(f"--data: {exc}") from None
-    if table.rows_dropped:
-        print(f"linreg run: --drop-missing dropped {table.rows_dropped} of {table.rows + table.rows_dropped} rows "
-              "for a missing or infinite value", file=sys.stderr, flush=True)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from flows.cli.options import (
     SWEEP_OPTIONS,
     OptionError,
     add_file_options,
+    check_table,
     data_fields,
     describe_sweep,
     refuse,
@@ -47,6 +48,8 @@ def register(commands) -> None:
     sweep.add_argument("--runner", help="threads (default), processes or dask")
     sweep.add_argument("--dask-address", help="tcp://host:port of a Dask scheduler (with --runner dask)")
     sweep.add_argument("--output-dir", help="data root: datasets/ and sweeps/<sweep-id>/ go here (default data)")
+    sweep.add_argument("--no-intercept", action="store_true",
+                       help="fit y = x·w without a bias, in every cell (the closed form included)")
     sweep.add_argument("--scale", dest="scales", help="an axis: iterative cells on standardised data (standard) or "
                        "as given (none), e.g. none,standard; default auto: standard with --data, none without")
     own = sweep.add_argument_group("your own data (instead of generated data: leave out --n, --d, --seeds, "
@@ -63,9 +66,13 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
         OptionError: naming the option and what it allows.
     """
     fields = {}
+    if args.data is None and args.seed is not None:
+        raise OptionError("--seed: only with --data PATH (your own table); generated data's seeds are an axis: --seeds")
     data = data_fields(args, generated=GENERATED_AXES)  # what --data cannot be given with
     if args.data is not None:
         fields["data"] = data
+    if args.no_intercept:
+        fields["fit_intercept"] = False
     for key in SWEEP_OPTIONS:
         value = getattr(args, key, None)
         if value is None or key == "data":
@@ -74,9 +81,12 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
             value = [whole_number(part) if key in INTEGER_LISTS else part for part in split_list(value)]
         fields[key] = value
     try:
-        return SweepSpec(**fields)
+        spec = SweepSpec(**fields)
     except ValidationError as exc:
         raise OptionError(describe_sweep(exc)) from None
+    if spec.data is not None:
+        check_table("sweep", spec.data, spec.output_dir, spec.fit_intercept)
+    return spec
 
 
 def main(args: argparse.Namespace) -> int:

@@ -33,8 +33,9 @@ RUN_FILES = (SUMMARY_CSV, *RUN_FIGURES, SUMMARY)
 
 SWEEP_PARQUET = "sweep.parquet"  # written last: a sweep folder without it did not finish
 SWEEP_CSV = "sweep.csv"
+CROSSOVER_CSV = "crossover.csv"  # per solver and d: where CUDA starts to win, if it does
 SWEEP_FIGURES = ("seconds.png", "error.png")
-SWEEP_FILES = (SWEEP_CSV, *SWEEP_FIGURES, SWEEP_PARQUET)
+SWEEP_FILES = (SWEEP_CSV, CROSSOVER_CSV, *SWEEP_FIGURES, SWEEP_PARQUET)
 
 HISTORY_CSV, HISTORY_PNG = "history.csv", "history.png"
 

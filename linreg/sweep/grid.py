@@ -86,7 +86,7 @@ def expand_grid(sweep: SweepSpec, datasets: "list[DataSpec | TableCells] | None"
         scalings = sweep.scalings if SOLVERS[solver].iterative else ["none"]  # the closed form fits x as given
         for device in _devices_of(solver, sweep.devices):
             for spec, scale in product(_specs_of(solver, sweep), scalings):
-                spec = spec.model_copy(update={"device": device})
+                spec = spec.model_copy(update={"device": device, "fit_intercept": sweep.fit_intercept})
                 cells.append(Cell(len(cells), data, solver, spec, scale))
     return cells
 

@@ -38,6 +38,7 @@ class SweepSpec(FrozenModel):
     epochs: list[Epochs] = _axis(f"epochs, 1..{MAX_EPOCHS}; empty: each solver's own", [])
     batch_size: BatchSize | None = Field(None, description="minibatch size")
     bias: Bias = Field(1.0, description="true intercept of every dataset")
+    fit_intercept: bool = Field(True, description="fit y = b + x·w in every cell; False fits y = x·w (b = 0)")
     noise: Noise = Field(0.1, description="noise standard deviation, >= 0")
     runner: Literal["threads", "processes", "dask"] = Field("threads", description="task runner")
     dask_address: str | None = Field(None, description="tcp://host:port of a Dask scheduler; runner dask only",
