@@ -48,7 +48,7 @@ def refused(path, target="y", features=None, root=None, **kwargs) -> str:
         ingest_table(path, target, features, data_root=root, **kwargs)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{info.value.path}: ")
-    assert leftovers(root) == []
+    assert leftovers(root) == [] and not (root / "datasets").exists()
     return message
 
 

@@ -180,6 +180,7 @@ def test_bad_values_are_refused_by_the_cli_in_one_line_and_nothing_is_written(tm
         assert len(written) == 1 and written[0].startswith("csv-") and written[0].endswith(".parquet"), written
     else:
         assert written == [], written  # no conversion, whole or partial
+        assert not out.exists()  # not even the folders a conversion would have gone in
 
 
 def test_drop_missing_says_how_many_rows_it_dropped(tmp_path, capsys, monkeypatch):

@@ -60,8 +60,10 @@ class PendingFile:
 @contextmanager
 def pending_file(folder: Path, prefix: str) -> Iterator[PendingFile]:
     """Yield a `PendingFile` in `folder` to write; unless `publish` named it by the end of the
-    block, it is removed: an error, an interruption or a change of mind leaves nothing."""
-    folder = Path(folder)
+    block, it is removed, with the folders made for it: an error, an interruption or a change
+    of mind leaves nothing, not even an empty `datasets/`."""
+    folder = Path(folder).absolute()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=".tmp")
     os.close(fd)
@@ -71,6 +73,11 @@ def pending_file(folder: Path, prefix: str) -> Iterator[PendingFile]:
     finally:
         if pending.published is None:
             pending.path.unlink(missing_ok=True)
+            for empty in made:
+                try:
+                    empty.rmdir()
+                except OSError:  # something else was written there meanwhile: it stays
+                    break
 
 
 def write_bytes(path: Path, payload: bytes) -> Path:
