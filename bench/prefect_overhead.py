@@ -27,14 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench.default_run import TARGET, bound, standalone_fits
 from bench.harness import BenchConfig, Row, interleave
+from flows.api.process import UIServer, drain_prefect_workers
 from linreg.storage.catalog import SUMMARY, Catalog
-from linreg.ports import PortTaken, on_free_port, says_port_taken
 
 SCRIPT = Path(__file__).with_name("tutorial_reference.py")
 
@@ -89,52 +88,16 @@ TARGET_SERVER = 1 / 0.7
 
 @contextmanager
 def prefect_server(home: Path, timeout: float = 120.0):
-    """A `prefect server start` on a free loopback port, stopped on exit; yields its API URL."""
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    log_path = home / "server.log"
-
-    def start(port: int) -> tuple[subprocess.Popen, str]:
-        with open(log_path, "w") as log:
-            server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                      env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        url = f"http://127.0.0.1:{port}/api"
+    """A `prefect server start` (flows.api's UIServer, without its UI) on a free loopback port,
+    stopped on exit; yields its API URL."""
+    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    with UIServer(home / "server.log", None, timeout, env=env) as server:
+        url = server.wait_until_healthy()
         try:
-            wait_healthy(server, url, timeout, log_path)
-        except BaseException:
-            stop_group(server)
-            if says_port_taken(log_path.read_text(errors="replace")):
-                raise PortTaken(f"port {port} was taken") from None
-            raise
-        return server, url
-
-    server, url = on_free_port(start)
-    try:
-        yield url
-    finally:
-        if "prefect" in sys.modules:  # this process ran flows on it: flush their logs first
-            from flows.api.process import drain_prefect_workers
-
-            drain_prefect_workers()
-        stop_group(server)
-
-
-def wait_healthy(server: subprocess.Popen, url: str, timeout: float, log_path: Path) -> None:
-    """Until `url` answers /health and `server` (not another process on that port) still runs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200 and server.poll() is None:
-                    return
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"prefect server did not become healthy; see {log_path}")
-        time.sleep(0.2)
+            yield url
+        finally:
+            if "prefect" in sys.modules:  # this process ran flows on it: flush their logs first
+                drain_prefect_workers()
 
 
 def stop_group(process: subprocess.Popen, grace: float = 30) -> None:

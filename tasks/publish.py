@@ -16,12 +16,14 @@ from linreg.results import compare, previous_run
 from linreg.solvers import FitResult
 from linreg.solvers.registry import REFERENCE
 from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_csv, write_text
-from linreg.storage.catalog import SUMMARY, SUMMARY_CSV
+from linreg.storage.catalog import (
+    COEFFICIENTS_PNG, FITS_PNG, LOSSES_PNG, PREDICTED_PNG, RESIDUALS_PNG, SUMMARY, SUMMARY_CSV,
+)
 from tasks.dataset import memory_budget, retry_on_io_error
 
-FIGURES = {"fits.png": "Data and fitted lines", "losses.png": "Loss curves",
-           "predicted.png": "Predicted against actual", "residuals.png": "Residuals of the reference fit",
-           "coefficients.png": "Coefficients by solver"}
+FIGURES = {FITS_PNG: "Data and fitted lines", LOSSES_PNG: "Loss curves",
+           PREDICTED_PNG: "Predicted against actual", RESIDUALS_PNG: "Residuals of the reference fit",
+           COEFFICIENTS_PNG: "Coefficients by solver"}  # the report's title of each of the catalog's figures
 
 
 def table_figures(summary: RunSummary, fits: list[FitResult], x: np.ndarray, y: np.ndarray) -> dict[str, bytes]:
@@ -32,16 +34,16 @@ def table_figures(summary: RunSummary, fits: list[FitResult], x: np.ndarray, y: 
     target = ds.target or "y"
     ok = [f for f in fits if np.isfinite(f.coef).all()]
     predictions = {f.solver: f.intercept + x @ f.coef for f in ok}
-    pngs = {"predicted.png": figure_png(plot_predicted_vs_actual(y, predictions, target))}
+    pngs = {PREDICTED_PNG: figure_png(plot_predicted_vs_actual(y, predictions, target))}
     reference = next((f for f in fits if f.solver == REFERENCE), None)
     if reference is not None and np.isfinite(reference.coef).all():
         fitted = reference.intercept + x @ reference.coef
-        pngs["residuals.png"] = figure_png(plot_residuals(fitted, y - fitted, target))
+        pngs[RESIDUALS_PNG] = figure_png(plot_residuals(fitted, y - fitted, target))
         rows = {c.parameter: c for c in summary.coefficients or []}
         names = ds.names
         low = np.array([rows[n].ci_low if n in rows else np.nan for n in names])
         high = np.array([rows[n].ci_high if n in rows else np.nan for n in names])
-        pngs["coefficients.png"] = figure_png(plot_coefficients(
+        pngs[COEFFICIENTS_PNG] = figure_png(plot_coefficients(
             names, {f.solver: f.coef for f in fits if f.solver != REFERENCE}, reference.coef, low, high))
     return pngs
 
@@ -57,8 +59,8 @@ def publish_run(summary: RunSummary, fits: list[FitResult], ref: DataRef, root: 
     sample_x, sample_y = open_data(ref, memory_budget()).head(MAX_POINTS)
     names, target = summary.dataset.features, summary.dataset.target or "y"
     pngs = {
-        "fits.png": figure_png(plot_fits(sample_x, sample_y, fits, names, target)),
-        "losses.png": figure_png(plot_losses(fits)),
+        FITS_PNG: figure_png(plot_fits(sample_x, sample_y, fits, names, target)),
+        LOSSES_PNG: figure_png(plot_losses(fits)),
     }
     if summary.dataset.d > 1 or summary.dataset.source == "file":
         pngs.update(table_figures(summary, fits, sample_x, sample_y))

@@ -13,7 +13,7 @@ from linreg.plots import figure_png, plot_sweep_error, plot_sweep_seconds
 from linreg.report import frame_rows, sweep_markdown
 from linreg.scaling import Scaling
 from linreg.storage import Catalog, DataRef, open_data, write_bytes, write_text
-from linreg.storage.catalog import CROSSOVER_CSV, SWEEP_CSV, SWEEP_PARQUET
+from linreg.storage.catalog import CROSSOVER_CSV, ERROR_PNG, SECONDS_PNG, SWEEP_CSV, SWEEP_PARQUET
 from linreg.sweep import Cell, crossover_table, frame_parquet, run_cells
 from tasks.dataset import memory_budget, retry_on_io_error
 from tasks.interrupt import interruptible
@@ -54,14 +54,14 @@ def publish_sweep(frame, sweep_id: str, root: Path) -> Path:
     catalog = Catalog(root)
     folder = catalog.sweep(sweep_id)
     crossover = crossover_table(frame)
-    pngs = {"seconds.png": figure_png(plot_sweep_seconds(frame)), "error.png": figure_png(plot_sweep_error(frame))}
+    pngs = {SECONDS_PNG: figure_png(plot_sweep_seconds(frame)), ERROR_PNG: figure_png(plot_sweep_error(frame))}
     for name, png in pngs.items():
         write_bytes(catalog.sweep_file(sweep_id, name), png)
     write_text(catalog.sweep_file(sweep_id, SWEEP_CSV), frame.to_csv(index=False))
     write_text(catalog.sweep_file(sweep_id, CROSSOVER_CSV), crossover.to_csv(index=False))
     # Last: marks the sweep complete.
     write_bytes(catalog.sweep_file(sweep_id, SWEEP_PARQUET), frame_parquet(frame))
-    titles = {"seconds.png": "Seconds against n (log-log)", "error.png": "Error against n (log-log)"}
+    titles = {SECONDS_PNG: "Seconds against n (log-log)", ERROR_PNG: "Error against n (log-log)"}
     report = sweep_markdown(sweep_id, frame, crossover, {titles[name]: png for name, png in pngs.items()})
     create_table_artifact(frame_rows(frame), key="linreg-sweep", description=f"linreg sweep {sweep_id}: one row per cell")
     create_markdown_artifact(report, key="linreg-sweep-report", description=f"linreg sweep {sweep_id}: crossover and plots")

@@ -73,11 +73,13 @@ class TemporaryAPI:
         log_path: where the server's output goes (a file, never a pipe that a
             parent could wait on).
         timeout: seconds `wait_until_healthy` allows; see `startup_timeout`.
+        env: variables the server gets beside this process's own (None removes one).
     """
 
-    def __init__(self, log_path: Path, timeout: float | None = None):
+    def __init__(self, log_path: Path, timeout: float | None = None, env: dict[str, str | None] | None = None):
         self.log_path = Path(log_path)
         self.timeout = startup_timeout() if timeout is None else timeout
+        self.extra_env = dict(env or {})
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self._log_offset = 0  # where this start's output begins in the (appended) log
@@ -92,8 +94,7 @@ class TemporaryAPI:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        env.pop("PREFECT_API_URL", None)
+        env = self._env({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
@@ -103,6 +104,17 @@ class TemporaryAPI:
                 start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         return self
+
+    def _env(self, own: dict[str, str]) -> dict[str, str]:
+        """This process's environment without PREFECT_API_URL, plus the server's own variables and `env`."""
+        env = {**os.environ, **own}
+        env.pop("PREFECT_API_URL", None)
+        for name, value in self.extra_env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
 
     def wait_until_healthy(self) -> str:
         """Block until the API answers; return its URL.
@@ -198,28 +210,29 @@ def drain_prefect_workers() -> None:
 
 
 class UIServer(TemporaryAPI):
-    """`prefect server start` with its UI, over one PREFECT_HOME's database, on a fixed loopback port.
+    """`prefect server start` with its UI, over one PREFECT_HOME's database, on a loopback port.
 
     The same ownership as TemporaryAPI (own process group, dies with its owner,
     stopped whole), but the full server: the UI, and its background services.
+    `linreg ui` gives the user's port, where a taken one is reported, not swapped;
+    with `port=None` (the bench's "already running server") any free port, retried when taken.
     """
 
-    retries_taken_port = False  # the user's port: a taken one is reported, not swapped
-
-    def __init__(self, log_path: Path, port: int, timeout: float | None = None):
-        super().__init__(log_path, timeout)
+    def __init__(self, log_path: Path, port: int | None, timeout: float | None = None,
+                 env: dict[str, str | None] | None = None):
+        super().__init__(log_path, timeout, env)
         self.fixed_port = port
+        self.retries_taken_port = port is None
 
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "UIServer":
-        self.port = self.fixed_port
+        self.port = free_port() if self.fixed_port is None else self.fixed_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        env = {**os.environ, "PREFECT_UI_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        env.pop("PREFECT_API_URL", None)
+        env = self._env({"PREFECT_UI_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("prefect")), "server", "start",

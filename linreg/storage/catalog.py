@@ -28,13 +28,16 @@ DATASETS, RUNS, SWEEPS = "datasets", "runs", "sweeps"
 
 SUMMARY = "summary.json"  # written last: a run folder without it did not finish
 SUMMARY_CSV = "summary.csv"
-RUN_FIGURES = ("fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png")
+FITS_PNG, LOSSES_PNG = "fits.png", "losses.png"  # every run
+PREDICTED_PNG, RESIDUALS_PNG, COEFFICIENTS_PNG = "predicted.png", "residuals.png", "coefficients.png"  # d > 1, files
+RUN_FIGURES = (FITS_PNG, LOSSES_PNG, PREDICTED_PNG, RESIDUALS_PNG, COEFFICIENTS_PNG)
 RUN_FILES = (SUMMARY_CSV, *RUN_FIGURES, SUMMARY)
 
 SWEEP_PARQUET = "sweep.parquet"  # written last: a sweep folder without it did not finish
 SWEEP_CSV = "sweep.csv"
 CROSSOVER_CSV = "crossover.csv"  # per solver and d: where CUDA starts to win, if it does
-SWEEP_FIGURES = ("seconds.png", "error.png")
+SECONDS_PNG, ERROR_PNG = "seconds.png", "error.png"
+SWEEP_FIGURES = (SECONDS_PNG, ERROR_PNG)
 SWEEP_FILES = (SWEEP_CSV, CROSSOVER_CSV, *SWEEP_FIGURES, SWEEP_PARQUET)
 
 HISTORY_CSV, HISTORY_PNG = "history.csv", "history.png"
