@@ -318,13 +318,8 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
     if summary.dataset.source == "file":
         return _table_markdown(summary, images, comparison)
     parts = [
-        f"# linreg run `{summary.run_id}`",
-        data_line(summary),
-        provenance_line(summary),
-        reference_line(summary).replace("\n", "  \n"),
-        "## Results",
-        *([f"Training took {summary.training_seconds:.2f} s of wall time for "
-           f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
+        *_report_head(summary),
+        *_training_line(summary),
         markdown_table(summary_rows(summary), ["solver", "status", "bias", "weights", "distance_to_closed_form",
                                                 "mse", "r2", "epochs", "seconds", "message"]),
         comparison_markdown(comparison),
@@ -337,6 +332,20 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
     return "\n\n".join(parts) + "\n"
 
 
+def _report_head(summary: RunSummary) -> list[str]:
+    """A run report's first lines, whatever its data: title, data, provenance, reference, results."""
+    return [f"# linreg run `{summary.run_id}`", data_line(summary), provenance_line(summary),
+            reference_line(summary).replace("\n", "  \n"), "## Results"]
+
+
+def _training_line(summary: RunSummary) -> list[str]:
+    """How long the training took, against the fits' own seconds (none when not timed)."""
+    if not summary.training_seconds:
+        return []
+    return [f"Training took {summary.training_seconds:.2f} s of wall time for "
+            f"{sum(r.seconds for r in summary.results):.2f} s of fits."]
+
+
 def _table_markdown(summary: RunSummary, images: dict[str, bytes], comparison: Comparison | None) -> str:
     """`render_markdown` for a user's table: named coefficients and the reference's statsmodels-style table,
     no truth."""
@@ -345,14 +354,9 @@ def _table_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
                          "are given back in the original units.",
              "none": "The iterative solvers fitted the data as given (no scaling)."}.get(summary.scale or "", "")
     parts = [
-        f"# linreg run `{summary.run_id}`",
-        data_line(summary),
-        provenance_line(summary),
-        reference_line(summary).replace("\n", "  \n"),
-        "## Results",
+        *_report_head(summary),
         *([scale] if scale else []),
-        *([f"Training took {summary.training_seconds:.2f} s of wall time for "
-           f"{sum(r.seconds for r in summary.results):.2f} s of fits."] if summary.training_seconds else []),
+        *_training_line(summary),
         markdown_table(summary_rows(summary), ["solver", "status", "distance_to_closed_form", "mse", "r2", *holdout,
                                                 "epochs", "seconds", "message"]),
         "### Coefficients by name",

@@ -176,11 +176,18 @@ def test_bad_values_are_refused_by_the_cli_in_one_line_and_nothing_is_written(tm
     assert status == 2 and message in err and str(table) in err, err
     assert one_error_line(err)
     written = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
-    if "holdout" in message:  # the table itself is sound: its conversion is whole, and the next run reuses it
-        assert len(written) == 1 and written[0].startswith("csv-") and written[0].endswith(".parquet"), written
-    else:
-        assert written == [], written  # no conversion, whole or partial
-        assert not out.exists()  # not even the folders a conversion would have gone in
+    assert written == [], written  # no conversion, whole or partial
+    assert not out.exists()  # not even the folders a conversion would have gone in
+
+
+def test_a_refused_holdout_keeps_a_conversion_an_earlier_run_left(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("y,a\n1,2\n2,3\n3,5\n4,4\n")
+    out = tmp_path / "out"
+    earlier = ingest_table(table, "y", data_root=out)  # as a run on the same table would have left it
+    status = main(["run", "--data", str(table), "--target", "y", "--holdout", "0.9", "--output-dir", str(out)])
+    assert status == 2 and "--holdout 0.9" in capsys.readouterr().err
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == [Path(earlier.path)]
 
 
 def test_drop_missing_says_how_many_rows_it_dropped(tmp_path, capsys, monkeypatch):
