@@ -6,6 +6,7 @@ file with the flow tests. The UI is checked in Debian's headless chromium, drive
 """
 
 import base64
+import fnmatch
 import json
 from collections import Counter
 import os
@@ -290,24 +291,41 @@ def browser_page(playwright, shots: Path):
     return browser, page
 
 
-def submit_until_accepted(page, url_after: str, stack: Stack, attempts: int = 3) -> None:
-    """Click Submit as a user would, again if the UI says "Something went wrong".
+def submit_until_accepted(page, url_after: str, stack: Stack, attempts: int = 6) -> None:
+    """Click Submit as a user would, and again each time the server answers one of the form's
+    requests with a 5xx, until the UI goes to `url_after`.
 
-    Under load the SQLite server sometimes answers the UI with 503 "database is
-    locked" (docs/server.md); Prefect's Python client retries those, its UI does
-    not. The caller checks that exactly one run was created.
+    Under load the SQLite server answers some requests with 503 "database is locked"
+    (docs/server.md); Prefect's Python client retries those, its UI does not: it shows
+    "Something went wrong" and stays on the form. What happens next is decided by the
+    answers the page receives, never by how long they take; the wait is a bound on a hang
+    only. The caller checks that exactly one run was created.
     """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    refused: list[str] = []
 
-    for attempt in range(1, attempts + 1):
-        page.get_by_role("button", name="Submit").click()
-        try:
-            page.wait_for_url(url_after, timeout=20_000)
-            return
-        except PlaywrightTimeout:
-            print(f"submit {attempt}: not accepted; {stack.log_tail('server', 15)}")
-            if attempt == attempts:
-                raise
+    def on_response(response) -> None:  # the form's own two requests: check the values, create the run
+        if response.request.method == "POST" and response.status >= 500 \
+                and response.url.endswith(("/ui/schemas/validate", "/create_flow_run")):
+            refused.append(f"{response.status} {response.url}")
+
+    arrived = url_after.replace("**", "*")
+    page.on("response", on_response)
+    try:
+        for attempt in range(1, attempts + 1):
+            refused.clear()
+            page.get_by_role("button", name="Submit").click()
+            deadline = time.monotonic() + RUN_TIMEOUT  # a hang, not a slow answer
+            while not fnmatch.fnmatchcase(page.url, arrived) and not refused:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the form got no answer within {RUN_TIMEOUT} s; {stack.log_tail('server', 15)}")
+                page.wait_for_timeout(200)  # lets the page's events (responses, navigation) arrive
+            if not refused:
+                return
+            print(f"submit {attempt}: the server answered {refused}; {stack.log_tail('server', 15)}")
+            page.wait_for_timeout(2_000 * attempt)  # as a user would, a moment before clicking again
+        pytest.fail(f"the form was refused {attempts} times with a 5xx: {refused}")
+    finally:
+        page.remove_listener("response", on_response)
 
 
 def test_the_run_form_refuses_n_0_then_starts_a_valid_run(stack, tmp_path):
