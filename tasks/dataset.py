@@ -58,8 +58,10 @@ def prepare_table(data: FileData, root: Path, fit_intercept: bool = True) -> Tab
     Raises:
         TableError: one line naming the file and the column, row or count at fault; nothing is written.
     """
-    table = ingest_table(data.path, data.target, data.features, root, data.drop_missing)
-    ref = table_ref(table, data.seed, data.holdout, fit_intercept)
+    refs: list[TableRef] = []  # the holdout checked before any conversion is published (then kept)
+    table = ingest_table(data.path, data.target, data.features, root, data.drop_missing,
+                         accept=lambda table: refs.append(table_ref(table, data.seed, data.holdout, fit_intercept)))
+    ref = refs[-1]
     log = get_run_logger()
     log.info("%s %s: %d rows (%d dropped), target %s, features %s; sha256 %s",
              "converted" if table.converted else "read in place", table.source, table.rows, table.rows_dropped,

@@ -164,25 +164,14 @@ def check_table(command: str, data, output_dir: Path, fit_intercept: bool = True
     Raises:
         OptionError: "--data: <file>: <problem>"; nothing is written.
     """
-    from linreg.storage import Catalog, TableError, ingest_table, table_ref  # deferred: pyarrow only for --data
-    from linreg.storage.atomic import missing_folders, remove_empty
+    from linreg.storage import TableError, ingest_table, table_ref  # deferred: pyarrow only for --data
 
     print(f"linreg {command}: checking {data.path}", file=sys.stderr, flush=True)
-    datasets = Catalog(Path(output_dir).resolve()).datasets
-    made = missing_folders(datasets)
-    before = set(datasets.iterdir()) if datasets.is_dir() else set()
     try:
-        table = ingest_table(data.path, data.target, data.features, output_dir, data.drop_missing)
-        try:
-            table_ref(table, data.seed, data.holdout, fit_intercept)
-        except TableError:
-            # The table is sound but the holdout is not: a conversion this check wrote goes
-            # too, with the folders made for it, so that a refused command leaves nothing
-            # (a conversion an earlier command left stays).
-            if table.converted and Path(table.path) not in before:
-                Path(table.path).unlink(missing_ok=True)
-                remove_empty(made)
-            raise
+        # The holdout is checked inside the ingest, before a conversion is published: a refused
+        # command leaves nothing, and a conversion another run made or uses is never touched.
+        table = ingest_table(data.path, data.target, data.features, output_dir, data.drop_missing,
+                             accept=lambda table: table_ref(table, data.seed, data.holdout, fit_intercept))
     except TableError as exc:
         raise OptionError(f"--data: {exc}") from None
     if table.rows_dropped:

@@ -63,7 +63,7 @@ def pending_file(folder: Path, prefix: str) -> Iterator[PendingFile]:
     block, it is removed, with the folders made for it: an error, an interruption or a change
     of mind leaves nothing, not even an empty `datasets/`."""
     folder = Path(folder).absolute()
-    made = missing_folders(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=".tmp")
     os.close(fd)
@@ -73,24 +73,11 @@ def pending_file(folder: Path, prefix: str) -> Iterator[PendingFile]:
     finally:
         if pending.published is None:
             pending.path.unlink(missing_ok=True)
-            remove_empty(made)
-
-
-def missing_folders(folder: Path) -> list[Path]:
-    """`folder` and those of its parents that do not exist yet, deepest first: what writing
-    into it would make, and `remove_empty` takes away again."""
-    folder = Path(folder).absolute()
-    return [p for p in (folder, *folder.parents) if not p.exists()]
-
-
-def remove_empty(folders: list[Path]) -> None:
-    """Remove `folders` (deepest first) while they are empty; one that is not stays, with
-    those above it: something else was written there meanwhile."""
-    for empty in folders:
-        try:
-            empty.rmdir()
-        except OSError:
-            break
+            for empty in made:
+                try:
+                    empty.rmdir()
+                except OSError:  # something else was written there meanwhile: it stays
+                    break
 
 
 def write_bytes(path: Path, payload: bytes) -> Path:

@@ -698,7 +698,7 @@ def _converted_before(data_root: Path, choice: str, source: dict) -> bool:
 
 
 def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: Path, drop_missing: bool,
-                block_bytes: int) -> TableDataset:
+                block_bytes: int, accept: Callable[[TableDataset], object]) -> TableDataset:
     names, features, types = _csv_columns(path, target, features, block_bytes)
     columns = [*features, target]
     source = _source_record(path)
@@ -708,7 +708,9 @@ def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: 
         out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
         meta = _reusable(out, source_sha256, target, features, drop_missing)
         if meta is not None:
-            return _reuse(out, meta, path)
+            table = _reuse(out, meta, path)
+            accept(table)
+            return table
 
     def on_error(exc, rows):
         return _conversion_error(path, exc, names, target, rows, block_bytes, types)
@@ -728,11 +730,13 @@ def _ingest_csv(path: Path, target: str, features: list[str] | None, data_root: 
         out = converted_path(data_root, "csv", source_sha256, target, features, drop_missing)
         dtypes = ["int64" if pa.types.is_integer(types[c]) and checks.integral[j] else "double"
                   for j, c in enumerate(columns)]
-        return TableDataset(
+        table = TableDataset(
             source=str(path), source_sha256=source_sha256, path=str(out), converted=True,
             target=target, features=tuple(features), feature_dtypes=tuple(dtypes[:-1]), target_dtype=dtypes[-1],
             rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
         )
+        accept(table)  # before the rename: a refusal leaves nothing
+        return table
 
     integers = tuple(j for j, c in enumerate(columns) if pa.types.is_integer(types[c]))
     checks = _ValueChecks(path, columns, drop_missing, integers)
@@ -808,7 +812,7 @@ def _parquet_columns(path: Path, kind: str, target: str,
 
 
 def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | None, data_root: Path,
-                    drop_missing: bool) -> TableDataset:
+                    drop_missing: bool, accept: Callable[[TableDataset], object]) -> TableDataset:
     files, features, types = _parquet_columns(path, kind, target, features)
     columns = [*features, target]
     source_sha256 = _folder_sha256(path, files) if kind == "folder" else sha256_file(path)
@@ -821,6 +825,7 @@ def _ingest_parquet(path: Path, kind: str, target: str, features: list[str] | No
         rows=checks.rows_kept, rows_dropped=checks.rows_seen - checks.rows_kept, drop_missing=drop_missing,
     )
     checks.check(len(features), row_word)
+    accept(table)  # before any conversion is written
     if not table.rows_dropped:
         return table  # read in place: nothing is copied
     return _write_cleaned(path, files, columns, table, data_root)
@@ -868,6 +873,7 @@ def check_columns(path: Path | str, target: str, features: list[str] | None = No
 def ingest_table(
     path: Path | str, target: str, features: list[str] | None = None, data_root: Path | str = Path("data"),
     drop_missing: bool = False, *, block_bytes: int = CSV_BLOCK_BYTES,
+    accept: Callable[[TableDataset], object] | None = None,
 ) -> TableDataset:
     """Check a user's CSV or parquet table and return a reference to a parquet of its chosen columns.
 
@@ -882,6 +888,8 @@ def ingest_table(
         data_root: where conversions go (`datasets/` under it).
         drop_missing: drop rows with a missing or infinite value in a chosen column, rather than refuse them.
         block_bytes: bytes per block of the CSV reader (memory grows with it).
+        accept: a further check of the finished table (a run's holdout, say), raising `TableError`
+            to refuse it; called before any conversion is published, so a refusal leaves nothing.
 
     Returns:
         The checked table: source, digests, columns, source dtypes, rows and rows dropped.
@@ -892,9 +900,10 @@ def ingest_table(
     path = Path(path).absolute()
     data_root = Path(data_root).resolve()  # absolute: workers may run elsewhere
     kind = _table_kind(path)
+    accept = accept or (lambda table: None)
     if kind == "csv":
-        return _ingest_csv(path, target, features, data_root, drop_missing, block_bytes)
-    return _ingest_parquet(path, kind, target, features, data_root, drop_missing)
+        return _ingest_csv(path, target, features, data_root, drop_missing, block_bytes, accept)
+    return _ingest_parquet(path, kind, target, features, data_root, drop_missing, accept)
 
 
 PARTS = ("all", "train", "holdout")
