@@ -14,6 +14,10 @@ for why not getrusage), and reports through a file, not a pipe:
 Each child times only the call (imports done before). Targets: ours at most 1.25x
 pandas' time (speed-up >= 0.8) and our peak RSS at most 1 GiB; pandas' peak is
 reported beside it. The first and last rows each side read must agree exactly.
+
+Two files, two rows: "plain" (the numbers alone), and "notes", the same with a text
+column `note` beside them (not a feature) whose values are quoted, one in ten over
+two lines with a comma: the reader must track quotes to cut its blocks there.
 Quick mode: 20,000 rows.
 """
 
@@ -45,21 +49,31 @@ def rows(config: BenchConfig) -> int:
     return 20_000 if config.quick else 10_000_000
 
 
-def write_csv(path: Path, n: int, seed: int) -> int:
-    """Write n rows of x0..x9, y = 1 + x @ w + noise as CSV in chunks; return the file's bytes."""
+CASES = {  # case: what the file holds beside the numbers
+    "plain": "the numbers alone",
+    "notes": "a quoted text column, 10% of its values over two lines",
+}
+MULTI_LINE = "line one\nline two, after a comma"
+
+
+def write_csv(path: Path, n: int, seed: int, notes: bool = False) -> int:
+    """Write n rows of x0..x9 (then `note`, with `notes`), y = 1 + x @ w + noise as CSV in chunks;
+    return the file's bytes."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     rng = np.random.default_rng(seed)
     weights = np.linspace(-2.0, 2.0, D)
-    schema = pa.schema([(c, pa.float64()) for c in COLUMNS])
-    options = pacsv.WriteOptions(quoting_style="none")
+    names = [*COLUMNS[:-1], *(["note"] if notes else []), "y"]
+    schema = pa.schema([(c, pa.string() if c == "note" else pa.float64()) for c in names])
+    options = pacsv.WriteOptions(quoting_style="needed" if notes else "none")
     with pacsv.CSVWriter(path, schema, write_options=options) as writer:
         for start in range(0, n, GENERATE_ROWS):
             k = min(GENERATE_ROWS, n - start)
             x = rng.standard_normal((k, D))
             y = 1.0 + x @ weights + 0.5 * rng.standard_normal(k)
-            writer.write_table(pa.Table.from_arrays([*x.T, y], schema=schema))
+            text = [pa.array(np.where(np.arange(start, start + k) % 10 == 3, MULTI_LINE, "short note"))] if notes else []
+            writer.write_table(pa.Table.from_arrays([*x.T, *text, y], schema=schema))
     return path.stat().st_size
 
 
@@ -83,7 +97,7 @@ def child_main(contender: str, csv: Path, root: Path, out: Path) -> None:
         from linreg.storage import ingest_table
 
         start = time.perf_counter()
-        table = ingest_table(csv, "y", data_root=root)
+        table = ingest_table(csv, "y", COLUMNS[:-1], data_root=root)
         seconds, peak = time.perf_counter() - start, peak_rss_bytes()
         reader = pq.ParquetFile(table.path)
         first = reader.read_row_group(0).to_pandas().to_numpy()
@@ -128,29 +142,33 @@ def run(config: BenchConfig) -> list[Row]:
     n, timeout = rows(config), CHILD_TIMEOUT_S[config.quick]
     scratch = Path(tempfile.mkdtemp(prefix="linreg-bench-ingest-"))
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    out = []
     try:
-        csv = scratch / "table.csv"
-        csv_bytes = write_csv(csv, n, config.seed)
-        reports: dict[str, list[dict]] = {"ours": [], "pandas": []}
-        for rep in range(config.reps):  # taking turns, so that a noisy machine slows both alike
-            root = scratch / f"root-{rep}"  # a fresh data root: every rep converts, none reuses
-            reports["ours"].append(run_child("ours", csv, root, scratch, timeout))
-            shutil.rmtree(root)
-            reports["pandas"].append(run_child("pandas", csv, root, scratch, timeout))
+        for case in CASES:
+            csv = scratch / f"{case}.csv"  # one file at a time: each is 2 GB or more
+            csv_bytes = write_csv(csv, n, config.seed, notes=case == "notes")
+            reports: dict[str, list[dict]] = {"ours": [], "pandas": []}
+            for rep in range(config.reps):  # taking turns, so that a noisy machine slows both alike
+                root = scratch / f"root-{rep}"  # a fresh data root: every rep converts, none reuses
+                reports["ours"].append(run_child("ours", csv, root, scratch, timeout))
+                shutil.rmtree(root)
+                reports["pandas"].append(run_child("pandas", csv, root, scratch, timeout))
+            csv.unlink()
+            out.append(summary_row(case, reports, n, csv_bytes, config))
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(scratch, ignore_errors=True)
-    return [summary_row(reports, n, csv_bytes, config)]
+    return out
 
 
-def summary_row(reports: dict[str, list[dict]], n: int, csv_bytes: int, config: BenchConfig) -> Row:
+def summary_row(case: str, reports: dict[str, list[dict]], n: int, csv_bytes: int, config: BenchConfig) -> Row:
     ours, pandas = reports["ours"], reports["pandas"]
     ours_s, pandas_s = [r["seconds"] for r in ours], [r["seconds"] for r in pandas]
     ours_rss, pandas_rss = max(r["peak_rss_bytes"] for r in ours), max(r["peak_rss_bytes"] for r in pandas)
     agreement = max(float(np.max(np.abs(np.subtract(a["ends"], b["ends"])))) for a in ours for b in pandas)
     ours_median, pandas_median = float(np.median(ours_s)), float(np.median(pandas_s))
     return Row(
-        section="ingest", case="ingest_table: sha256, streamed read and checks, parquet written",
+        section="ingest", case=f"ingest_table, {case} ({CASES[case]}): sha256, streamed read and checks, parquet written",
         baseline='pandas.read_csv(engine="pyarrow"), reading only', n=n, d=D, reps=config.reps,
         ours_s=ours_median, baseline_s=pandas_median, agreement=agreement, tolerance=0.0,
         target=1 / TIME_RATIO,

@@ -15,7 +15,7 @@ from strd import read as read_strd
 from linreg.storage import (
     DEFAULT_MEMORY_BUDGET, DatasetError, TableDataset, TableError, TableSource, ingest_table, open_table, sha256_file,
 )
-from linreg.storage import ingest
+from linreg.storage.ingest import convert, table as ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 LONGLEY = ROOT / "data" / "examples" / "longley.csv"
@@ -117,14 +117,13 @@ def test_the_same_file_seen_again_is_only_hashed(tmp_path, monkeypatch):
     def no_parse(*args, **kwargs):
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr(ingest, "_csv_batches", no_parse)
-    monkeypatch.setattr(ingest, "_streamed_csv_batches", no_parse)
+    monkeypatch.setattr(ingest, "csv_batches", no_parse)
     assert ingest_table(LONGLEY, "employed", data_root=root) == first
 
 
-@pytest.mark.parametrize("block_bytes", [64, 1000, 1 << 20])
-def test_pieces_cut_at_line_ends_read_every_row_once_and_hash_every_byte(tmp_path, block_bytes):
-    # A last line without its newline, and a line longer than a 64-byte piece.
+@pytest.mark.parametrize("block_bytes", [128, 1000, 1 << 20])
+def test_blocks_read_every_row_once_and_hash_every_byte(tmp_path, block_bytes):
+    # A last line without its newline, and lines of most of a 128-byte block.
     path = rows_csv(tmp_path / "t.csv", 500, tail="1.25,2.5,3.75," + "0" * 100 + "5")
     table = ingest_table(path, "y", data_root=tmp_path / "root", block_bytes=block_bytes)
     x, y = open_table(table).arrays()
@@ -177,7 +176,7 @@ def test_integer_typed_first_block_with_decimals_later_is_read_and_typed_double(
 
 
 def test_a_csv_is_written_in_bounded_row_groups(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 40 * 4 * 8)  # 40 rows of 3 float64 features and y
+    monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 40 * 4 * 8)  # 40 rows of 3 float64 features and y
     path = rows_csv(tmp_path / "t.csv", 150)
     table = ingest_table(path, "y", data_root=tmp_path / "root", block_bytes=512)
     meta = pq.ParquetFile(table.path).metadata
@@ -248,7 +247,7 @@ def test_csv_drop_missing_says_how_many_and_keeps_the_rest(tmp_path):
 @pytest.fixture
 def grouped(tmp_path, monkeypatch):
     """A converted CSV of 150 rows in row groups of 40: (its table, the in-memory arrays)."""
-    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 40 * 4 * 8)
+    monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 40 * 4 * 8)
     table = ingest_table(rows_csv(tmp_path / "t.csv", 150, seed=4), "y", data_root=tmp_path / "root")
     return table, open_table(table).arrays()
 
@@ -318,13 +317,13 @@ def test_an_empty_folder(tmp_path):
 
 def test_an_unknown_target(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
-    assert refused(path, "z") == f"{path}: unknown target column 'z'; the columns are: a, b, y"
+    assert refused(path, "z") == f"{path}: unknown target column 'z'; the columns are: 'a', 'b', 'y'"
 
 
 def test_unknown_features(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
     assert refused(path, "y", ["a", "q", "r"]) == (
-        f"{path}: unknown feature columns 'q', 'r'; the columns are: a, b, y"
+        f"{path}: unknown feature columns 'q', 'r'; the columns are: 'a', 'b', 'y'"
     )
 
 
@@ -332,7 +331,7 @@ def test_a_text_column(tmp_path):
     path = write(tmp_path / "t.csv", "a,name,b,y\n1,ann,2,3\n2,bob,3,5\n3,cy,5,1\n")
     assert refused(path) == (
         f"{path}: column 'name' is not numeric (string: 'ann' at data row 1); "
-        "choose numeric columns with --features (e.g. --features a,b)"
+        "choose numeric features with --feature NAME (e.g. --feature a --feature b)"
     )
 
 
@@ -340,24 +339,25 @@ def test_a_text_target(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,low\n2,3,high\n3,5,low\n")
     assert refused(path) == (
         f"{path}: the target 'y' is not numeric (string: 'low' at data row 1); "
-        "choose a numeric column with --target (numeric columns: a, b)"
+        "choose a numeric column with --target (numeric columns: 'a', 'b')"
     )
 
 
 def test_a_text_value_after_the_first_block_leaves_no_partial_parquet(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 20 * 4 * 8)  # row groups were written before the bad row
+    monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 20 * 4 * 8)  # row groups were written before the bad row
     path = rows_csv(tmp_path / "t.csv", 300, tail="0.5,0.25,n/a?,1.0\n")
     assert refused(path, block_bytes=1024) == (
         f"{path}: column 'c' is not numeric (text: 'n/a?' at data row 301); "
-        "choose numeric columns with --features (e.g. --features a,b)"
+        "choose numeric features with --feature NAME (e.g. --feature a --feature b)"
     )
 
 
 def test_a_text_column_in_parquet(tmp_path):
     path = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "flag": [True, False, True], "y": [1.0, 2.0, 4.0]}), path)
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "note": ["x", "y", "z"], "y": [1.0, 2.0, 4.0]}), path)
     assert refused(path) == (
-        f"{path}: column 'flag' is not numeric (bool); choose numeric columns with --features (e.g. --features a)"
+        f"{path}: column 'note' is not numeric (string); choose numeric features with --feature NAME "
+        "(e.g. --feature a)"
     )
 
 
@@ -371,7 +371,7 @@ def test_missing_and_infinite_values_are_counted_per_column(tmp_path):
 
 
 def test_a_bad_value_in_the_last_row_leaves_no_partial_parquet(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 20 * 4 * 8)
+    monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 20 * 4 * 8)
     path = rows_csv(tmp_path / "t.csv", 400, tail="0.5,,1.0,2.0\n")
     assert refused(path, block_bytes=1024) == (
         f"{path}: missing or infinite values in 1 column: 'b': 1 missing, first at data row 401 "
@@ -380,7 +380,7 @@ def test_a_bad_value_in_the_last_row_leaves_no_partial_parquet(tmp_path, monkeyp
 
 
 def test_a_conversion_that_fails_midway_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", 20 * 4 * 8)
+    monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 20 * 4 * 8)
     real, calls = pq.ParquetWriter.write_table, []
 
     def failing(self, table, *args, **kwargs):
@@ -412,13 +412,25 @@ def test_folder_files_with_other_columns(tmp_path):
     folder.mkdir()
     pq.write_table(pa.table({"a": [1.0, 2.0], "y": [1.0, 2.0]}), folder / "p0.parquet")
     pq.write_table(pa.table({"a": [1.0, 3.0], "b": [1.0, 2.0], "y": [1.0, 2.0]}), folder / "p1.parquet")
-    assert refused(folder) == f"{folder / 'p1.parquet'}: columns a, b, y differ from p0.parquet's: a, y"
+    assert refused(folder) == (
+        f"{folder / 'p1.parquet'}: columns differ from {folder / 'p0.parquet'}'s: it adds 'b'; every file of a "
+        "folder needs the same columns (or choose the features by name)"
+    )
+    assert ingest_table(folder, "y", ["a"], data_root=tmp_path / "root").rows == 4
+    missing = tmp_path / "lacking"
+    missing.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [1.0, 5.0], "y": [1.0, 2.0]}), missing / "p0.parquet")
+    pq.write_table(pa.table({"a": [1.0, 3.0], "y": [1.0, 2.0]}), missing / "p1.parquet")
+    assert refused(missing, features=["a", "b"]) == (
+        f"{missing / 'p1.parquet'}: columns differ from {missing / 'p0.parquet'}'s: it lacks 'b'; every file of a "
+        "folder needs the same columns (or choose the features by name)"
+    )
 
 
 def test_duplicate_column_names(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,a,y\n1,2,3,4\n2,3,4,5\n3,5,1,0\n")
     assert refused(path) == (
-        f"{path}: duplicate column name 'a' (columns 1 and 3); rename one, or leave it out with --features"
+        f"{path}: duplicate column name 'a' (columns 1 and 3); rename one, or choose the features by name (--feature NAME)"
     )
     assert ingest_table(path, "y", ["b"], data_root=tmp_path / "ok").features == ("b",)  # unambiguous without it
 
@@ -428,7 +440,7 @@ def test_a_feature_named_as_a_reports_own_column(tmp_path, name):
     path = write(tmp_path / "t.csv", f"a,{name},y\n1,2,3\n2,5,4\n3,1,0\n")
     assert refused(path) == (
         f"{path}: feature column {name!r} has a name the reports give a column of their own "
-        "(intercept, bias, solver); rename it in the file, or leave it out with --features"
+        "('intercept', 'bias', 'solver'); rename it in the file, or leave it out of the features"
     )
     assert ingest_table(path, "y", ["a"], data_root=tmp_path / "ok").features == ("a",)
     assert list((tmp_path).glob("**/*.parquet")) == [next((tmp_path / "ok").glob("**/*.parquet"))]
@@ -437,7 +449,7 @@ def test_a_feature_named_as_a_reports_own_column(tmp_path, name):
 def test_the_target_among_the_features(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
     assert refused(path, "y", ["a", "y"]) == (
-        f"{path}: the target 'y' is also listed among the features; leave it out of --features"
+        f"{path}: the target 'y' is also listed among the features; leave it out"
     )
 
 
@@ -448,7 +460,7 @@ def test_a_feature_listed_twice(tmp_path):
 
 def test_an_empty_feature_list(tmp_path):
     path = write(tmp_path / "t.csv", "a,b,y\n1,2,3\n")
-    assert refused(path, "y", []) == f"{path}: features is empty; name at least one of: a, b, y"
+    assert refused(path, "y", []) == f"{path}: features is empty; name at least one of: 'a', 'b', 'y'"
 
 
 def test_no_feature_left(tmp_path):
@@ -495,8 +507,8 @@ def test_a_constant_feature(tmp_path):
 def test_not_a_csv_or_parquet_file(tmp_path):
     path = write(tmp_path / "notes.txt", "a,y\n1,2\n")
     assert refused(path) == (
-        f"{path}: not a CSV or parquet file (suffix '.txt'); expected a .csv file, a .parquet file "
-        "or a folder of .parquet files"
+        f"{path}: not a CSV or parquet file (suffix '.txt'); expected a .csv or .tsv file (or one compressed: "
+        ".gz, .bz2, .zst), a .parquet file or a folder of .parquet files"
     )
 
 
@@ -529,10 +541,14 @@ def test_an_empty_csv(tmp_path):
 
 def test_a_ragged_csv(tmp_path):
     path = write(tmp_path / "t.csv", "a,y\n1,2\n3,4,5\n")
-    assert refused(path) == f"{path}: not a readable CSV file (CSV parse error: Expected 2 columns, got 3: 3,4,5)"
+    assert refused(path) == (
+        f"{path}: not a readable CSV file: line 3 has 3 fields where the header has 2 ('3,4,5'); "
+        "read with delimiter comma"
+    )
     later = write(tmp_path / "u.csv", "a,y\n" + "1,2\n" * 400 + "3,4,5\n")
     assert refused(later, block_bytes=256) == (
-        f"{later}: not a readable CSV file at data row 401 (CSV parse error: Expected 2 columns, got 3: 3,4,5)"
+        f"{later}: not a readable CSV file: line 402 has 3 fields where the header has 2 ('3,4,5'); "
+        "read with delimiter comma"
     )
 
 

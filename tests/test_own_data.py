@@ -205,7 +205,7 @@ def test_a_text_column_is_refused_before_prefect_with_a_hint(tmp_path, capsys):
     table.write_text("mpg,name,weight\n21.0,mazda,2.62\n22.8,datsun,2.32\n21.4,hornet,3.215\n")
     status = main(["run", "--data", str(table), "--target", "mpg", "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert status == 2 and "column 'name' is not numeric" in err and "--features weight" in err, err
+    assert status == 2 and "column 'name' is not numeric" in err and "--feature weight" in err, err
     assert one_error_line(err)
 
 

@@ -15,7 +15,7 @@ cannot import) at the paths `catalog` names; the rest of linreg takes arrays and
 from linreg.storage.atomic import atomic_path, sha256_file, write_bytes, write_csv, write_text
 from linreg.storage.cache import ensure_dataset, existing_dataset
 from linreg.storage.catalog import Catalog, dataset_path, run_dir, spec_digest
-from linreg.storage.ingest import TableDataset, TableError, TableSource, check_columns, ingest_table, open_table
+from linreg.storage.ingest import TableDataset, TableError, TableSource, ingest_table, open_table
 from linreg.storage.parquet import (
     FORMAT_VERSION, DatasetError, DatasetRef, dataset_bytes, load_dataset, read_dataset, write_dataset,
     write_dataset_chunks,
@@ -29,6 +29,6 @@ __all__ = [
     "FORMAT_VERSION", "DatasetError", "DatasetRef", "dataset_bytes", "load_dataset", "read_dataset",
     "write_dataset", "write_dataset_chunks",
     "DEFAULT_MEMORY_BUDGET", "ParquetSource", "open_dataset", "open_source",
-    "TableDataset", "TableError", "TableSource", "check_columns", "ingest_table", "open_table",
+    "TableDataset", "TableError", "TableSource", "ingest_table", "open_table",
     "DataRef", "TableRef", "open_data", "table_ref",
 ]
