@@ -114,15 +114,56 @@ class DataSpec(FrozenModel):
 
 MAX_HOLDOUT = 0.9
 
+# A CSV's dialect (FileData's delimiter, decimal and na_values): what ingest_table reads.
+DELIMITERS = (",", ";", "\t", "|")
+DECIMALS = (".", ",")
+MAX_NA_VALUES = 32
+# "not this pattern": a `^...$` would let "NA\n" through Python's re.search, which the server's check uses.
+LINE_BREAK = r"[\r\n]"
+
+
+def quoted_choices(values, spelled: dict[str, str] | None = None) -> str:
+    """"'a', 'b' or 'c'": values as Python writes them (or as `spelled` names them), so a value
+    with a comma or a space reads as one."""
+    quoted = [(spelled or {}).get(v, repr(v)) for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _na_values_schema(schema: dict) -> None:
+    """The schema's side of `FileData._na_values`: each token non-empty and on one line, at most MAX_NA_VALUES."""
+    schema["items"] = {**schema.get("items", {}), "minLength": 1, "not": {"pattern": LINE_BREAK}}
+    schema["maxItems"] = MAX_NA_VALUES
+
+
+def _dialect_schema(schema: dict) -> None:
+    """The schema's side of the rules that join fields: a given delimiter is no na_values token,
+    and "," is not both delimiter and decimal mark.
+
+    One if/then/else chain, one delimiter per link, rather than an `allOf`: Prefect's form renders
+    an `allOf` as one input merged from its parts. "delimiter is d" is written without the keyword
+    `required`, which Prefect drops when it checks a deployment's default parameters (as `_data_schema`).
+    """
+    chain: dict = {}
+    for delimiter in reversed(DELIMITERS):
+        then = {"properties": {"na_values": {"items": {"not": {"const": delimiter}}}}}
+        if delimiter == ",":
+            then["properties"]["decimal"] = {"not": {"const": ","}}
+        link = {"if": {"not": {"properties": {"delimiter": {"not": {"const": delimiter}}}}}, "then": then}
+        if chain:
+            link["else"] = chain
+        chain = link
+    schema.update(chain)
+
 
 class FileData(FrozenModel):
     """A user's table: a CSV file, a parquet file, or a folder of parquet files (one dataset).
 
     Checked by `linreg.storage.ingest_table` before any fit: the columns must exist and be
     numeric, with no missing or infinite value (unless `drop_missing`), and no constant feature.
+    A CSV is read in its dialect: `delimiter`, `decimal` and `na_values` (`dialect_kwargs`).
     """
 
-    model_config = ConfigDict(title="file")
+    model_config = ConfigDict(title="file", json_schema_extra=_dialect_schema)
 
     source: Literal["file"] = Field("file", description="file: the user's own CSV or parquet table")
     path: Annotated[str, Field(min_length=1)] = Field(
@@ -132,6 +173,17 @@ class FileData(FrozenModel):
     target: Annotated[str, Field(min_length=1)] = Field(description="the column to predict")
     features: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_D)] | None = Field(
         None, description="predictor columns, in this order; default: every column but the target"
+    )
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None, description="a CSV's field separator: ',', ';', '\\t' (tab) or '|'; none: detected from the header line"
+    )
+    decimal: Literal[".", ","] = Field(
+        ".", description="a CSV's decimal mark: '.' or ',' (',' needs a delimiter other than ',')"
+    )
+    na_values: list[str] = Field(
+        [], title="NA values", json_schema_extra=_na_values_schema,  # [] as the form's default (pydantic copies it)
+        description=f"a CSV's extra tokens read as missing, besides the reader's own ('', 'NA', 'NaN', 'null', ...); "
+                    f"at most {MAX_NA_VALUES}, each non-empty, on one line, and not the delimiter",
     )
     drop_missing: bool = Field(False, description="drop rows with a missing or infinite value instead of refusing them")
     holdout: Annotated[float, range_check(0.0, MAX_HOLDOUT)] = Field(
@@ -146,21 +198,80 @@ class FileData(FrozenModel):
         """The file's or folder's name without its suffix: `longley` for data/longley.csv."""
         return Path(self.path).stem or "data"
 
+    def dialect_kwargs(self) -> dict:
+        """`ingest_table`'s CSV dialect keywords (delimiter, decimal, na_values as a tuple), only
+        those not at their default, so a call site reads `ingest_table(..., **data.dialect_kwargs())`."""
+        fields = type(self).model_fields
+        kwargs = {key: getattr(self, key) for key in ("delimiter", "decimal", "na_values")
+                  if getattr(self, key) != fields[key].default}
+        if "na_values" in kwargs:
+            kwargs["na_values"] = tuple(kwargs["na_values"])
+        return kwargs
+
     @field_validator("features")
     @classmethod
     def _distinct_features(cls, features: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if features is None:
             return features
-        repeated = sorted({f for f in features if features.count(f) > 1})
+        repeated = [f for f in dict.fromkeys(features) if features.count(f) > 1]
         if repeated:
-            raise PydanticCustomError("features", "column(s) named twice: {names}", {"names": ", ".join(repeated)})
+            raise PydanticCustomError(
+                "features", "column(s) named twice: {names}", {"names": ", ".join(map(repr, repeated))}
+            )
         target = info.data.get("target")
         if target in features:
             raise PydanticCustomError(
-                "features", "the target '{target}' is among the features; list only predictors",
-                {"target": target},
+                "features", "the target {target} is among the features; list only predictors",
+                {"target": repr(target)},
             )
         return features
+
+    # Before pydantic's own check: the message names every allowed value, and None.
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _known_delimiter(cls, delimiter: Any) -> Any:
+        if delimiter is not None and delimiter not in DELIMITERS:
+            raise PydanticCustomError(
+                "delimiter", "must be {allowed}, or null to detect it from the header line; got {value}",
+                {"allowed": quoted_choices(DELIMITERS), "value": repr(delimiter)},
+            )
+        return delimiter
+
+    @field_validator("decimal", mode="before")
+    @classmethod
+    def _known_decimal(cls, decimal: Any, info: ValidationInfo) -> Any:
+        if decimal not in DECIMALS:
+            raise PydanticCustomError(
+                "decimal", "must be {allowed}, got {value}",
+                {"allowed": quoted_choices(DECIMALS), "value": repr(decimal)},
+            )
+        if decimal == "," and info.data.get("delimiter") == ",":
+            raise PydanticCustomError(
+                "decimal", "',' cannot be both the decimal mark and the delimiter; with decimal ',' the "
+                           "delimiter must be {others}, or left to be detected",
+                {"others": quoted_choices([d for d in DELIMITERS if d != ","], {"\t": "tab"})},
+            )
+        return decimal
+
+    @field_validator("na_values")
+    @classmethod
+    def _na_values(cls, tokens: list[str], info: ValidationInfo) -> list[str]:
+        if len(tokens) > MAX_NA_VALUES:
+            raise PydanticCustomError(
+                "na_values", "at most {most} tokens, got {count}", {"most": MAX_NA_VALUES, "count": len(tokens)}
+            )
+        delimiter = info.data.get("delimiter")
+        for token in tokens:
+            if not token or re.search(LINE_BREAK, token):
+                raise PydanticCustomError(
+                    "na_values", "each token must be non-empty and on one line, got {token}", {"token": repr(token)}
+                )
+            if token == delimiter:
+                raise PydanticCustomError(
+                    "na_values", "the token {token} is the delimiter; a token must differ from it",
+                    {"token": repr(token)},
+                )
+        return tokens
 
 
 def _data_kind(value: Any) -> str:

@@ -59,7 +59,7 @@ def prepare_table(data: FileData, root: Path, fit_intercept: bool = True) -> Tab
         TableError: one line naming the file and the column, row or count at fault; nothing is written.
     """
     refs: list[TableRef] = []  # the holdout checked before any conversion is published (then kept)
-    table = ingest_table(data.path, data.target, data.features, root, data.drop_missing,
+    table = ingest_table(data.path, data.target, data.features, root, data.drop_missing, **data.dialect_kwargs(),
                          accept=lambda table: refs.append(table_ref(table, data.seed, data.holdout, fit_intercept)))
     ref = refs[-1]
     log = get_run_logger()

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from linreg.solvers import SOLVERS
-from linreg.specs import RunSpec
+from linreg.specs import MAX_NA_VALUES, RunSpec
 from linreg.validation import MAX_D, MAX_N, MAX_SEED
 
 
@@ -24,6 +24,11 @@ def schema() -> dict:
 
 def run_params(**fields) -> dict:
     return {"run": fields}
+
+
+def file_params(**fields) -> dict:
+    """A run on a user's CSV, with these FileData fields."""
+    return run_params(data={"source": "file", "path": "t.csv", "target": "y", **fields})
 
 
 BAD = {
@@ -49,6 +54,18 @@ BAD = {
     "fit timeout 0": run_params(timeouts={"fit_seconds": 0}),
     "run timeout above a week": run_params(timeouts={"run_seconds": 8 * 24 * 3600}),
     "unknown field": run_params(epochs=5),
+    "unknown delimiter": file_params(delimiter=":"),
+    "unknown decimal": file_params(decimal=";"),
+    "decimal comma with delimiter comma": file_params(delimiter=",", decimal=","),
+    "empty na token": file_params(na_values=["-", ""]),
+    "na token with a newline": file_params(na_values=["n\na"]),
+    "na token ending in a newline": file_params(na_values=["NA\n"]),
+    "na token is the delimiter ;": file_params(delimiter=";", na_values=[";"]),
+    "na token is the delimiter tab": file_params(delimiter="\t", na_values=["-", "\t"]),
+    "na token is the delimiter ,": file_params(delimiter=",", na_values=[","]),
+    "na token is the delimiter |": file_params(delimiter="|", na_values=["|"]),
+    "too many na tokens": file_params(na_values=[f"t{i}" for i in range(MAX_NA_VALUES + 1)]),
+    "na tokens not a list": file_params(na_values="-"),
 }
 
 GOOD = {
@@ -60,6 +77,13 @@ GOOD = {
         output_dir="data", timeouts={"fit_seconds": 10, "run_seconds": 60},
     ),
     "dask": run_params(runner="dask", dask_address="tcp://10.0.0.5:8786", device="cpu"),
+    "file, default dialect": file_params(),
+    "file, every dialect field": file_params(delimiter=";", decimal=",", na_values=["-", "?", "n/a"]),
+    "file, tab": file_params(delimiter="\t", na_values=[","]),
+    "file, delimiter detected, decimal comma": file_params(delimiter=None, decimal=","),
+    "file, comma na token, delimiter detected": file_params(na_values=[","]),
+    "file, as many na tokens as allowed": file_params(na_values=[f"t{i}" for i in range(MAX_NA_VALUES)]),
+    "file, features with commas and spaces": file_params(features=["income, usd", " x1"]),
 }
 
 
@@ -87,6 +111,33 @@ def test_the_form_shows_ranges_choices_and_patterns(schema):
     assert run["solvers"]["items"]["enum"] == list(SOLVERS)
     assert run["runner"]["enum"] == ["threads", "processes", "dask"]
     assert run["device"]["pattern"] == "^(auto|cpu|cuda(:[0-9]+)?)$"
+
+
+def test_the_file_form_offers_the_csv_dialect(schema):
+    """The form's "file" choice: a delimiter drop-down (or none, to detect it), a decimal mark, a list of tokens."""
+    file = schema["definitions"]["FileData"]["properties"]
+    delimiter, decimal, na_values = file["delimiter"], file["decimal"], file["na_values"]
+    assert delimiter["default"] is None
+    assert [branch.get("enum") for branch in delimiter["anyOf"]] == [[",", ";", "\t", "|"], None]
+    assert (decimal["default"], decimal["enum"]) == (".", [".", ","])
+    assert (na_values["default"], na_values["maxItems"], na_values["items"]["minLength"]) == ([], MAX_NA_VALUES, 1)
+    assert all(file[field]["description"] for field in ("delimiter", "decimal", "na_values"))
+
+
+@pytest.mark.parametrize("ignore_required", [False, True])
+def test_prefect_checks_the_dialect_as_pydantic_does(schema, ignore_required):
+    """The server's own check (`enforce_parameter_schema`); a deployment's defaults are checked with every
+    `required` removed, so the rules joining fields must not rest on it."""
+    from prefect.utilities.schema_tools.validation import ValidationError as SchemaError
+    from prefect.utilities.schema_tools.validation import validate
+
+    good = file_params(delimiter=";", decimal=",", na_values=["-"])
+    validate(good, schema, raise_on_error=True, ignore_required=ignore_required)
+    with pytest.raises(SchemaError, match="'run.data.decimal'"):
+        validate(file_params(delimiter=",", decimal=","), schema, raise_on_error=True, ignore_required=ignore_required)
+    with pytest.raises(SchemaError, match=r"'run.data.na_values\[1\]'"):
+        validate(file_params(delimiter="|", na_values=["-", "|"]), schema, raise_on_error=True,
+                 ignore_required=ignore_required)
 
 
 @pytest.mark.flow

@@ -11,9 +11,11 @@ stays light: Prefect is imported only after the options are valid.
 """
 
 import argparse
+import sys
 
 from flows.cli import compare, history, run, sweep, ui
 from flows.cli.environment import export_prefect_environment
+from flows.cli.options import attach_dash_values
 
 # Each module has `register(commands)`, which adds its parser to argparse's subparsers
 # with `set_defaults(handler=f)`, where `f(args) -> int` is the exit status.
@@ -32,5 +34,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`linreg`'s entry point: the subcommand's exit status."""
     export_prefect_environment()  # before Prefect is first imported, by any subcommand
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_dash_values(sys.argv[1:] if argv is None else argv))
     return args.handler(args)

@@ -12,10 +12,13 @@ every subcommand to build its parser before Prefect loads.
 import argparse
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+
+from linreg.specs import DECIMALS, DELIMITERS, MAX_NA_VALUES, quoted_choices
 
 
 class OptionError(Exception):
@@ -103,18 +106,84 @@ def data_root(args) -> Path:
 
 GENERATED_OPTIONS = ("n", "weights", "bias", "noise")  # what draws generated data: no meaning with --data
 
+# --delimiter as typed -> FileData.delimiter: each allowed value, and a tab by name or as \t.
+CLI_DELIMITERS = {**{d: d for d in DELIMITERS}, "tab": "\t", "\\t": "\t"}
+DELIMITER_CHOICES = quoted_choices(DELIMITERS, {"\t": "'tab'"})
+
 
 def add_file_options(group) -> None:
     """--data and the options that go with it (`linreg run` and `linreg sweep` alike)."""
     group.add_argument("--data", metavar="PATH",
                        help="fit your own table: a .csv file, a .parquet file or a folder of parquet files")
     group.add_argument("--target", help="with --data: the column to predict")
-    group.add_argument("--features", help="with --data: predictor columns, comma-separated, in this order "
-                                          "(default: every column but the target)")
+    group.add_argument("--features", metavar="A,B",
+                       help="with --data: predictor columns, comma-separated, in this order "
+                            "(default: every column but the target); for a name with a comma or a space "
+                            "at either end, use --feature")
+    group.add_argument("--feature", action="append", metavar="NAME",
+                       help="with --data: one predictor column, named exactly (commas and spaces kept); "
+                            "repeat it for more, in order; not with --features")
+    group.add_argument("--delimiter", metavar="CHAR",
+                       help=f"with --data: a CSV's field separator, {DELIMITER_CHOICES} (tab may also be "
+                            "written \\t); default: detected from the header line")
+    group.add_argument("--decimal", metavar="CHAR",
+                       help=f"with --data: a CSV's decimal mark, {quoted_choices(DECIMALS)} (default '.'); "
+                            "',' needs a delimiter other than ','")
+    group.add_argument("--na-values", metavar="A,B",
+                       help="with --data: more tokens read as missing in a CSV, comma-separated, e.g. -,? "
+                            "(spaces around each dropped; besides '', NA, NaN, null and the like); at most "
+                            f"{MAX_NA_VALUES}")
     group.add_argument("--drop-missing", action="store_true",
                        help="with --data: drop rows with a missing or infinite value instead of refusing the file")
     group.add_argument("--holdout", metavar="FRACTION",
                        help="with --data: hold out this fraction of rows (seeded) from every fit and score on them")
+
+
+# Options whose value may start with '-' (`--na-values -,?`, `--feature -x2`), which argparse
+# would read as an option and refuse ("expected one argument"): `attach_dash_values` joins them.
+DASH_VALUE_OPTIONS = ("--na-values", "--feature")
+LOOKS_LIKE_AN_OPTION = re.compile(r"--?[A-Za-z]")  # -h, --data: left for argparse (write --feature=-x then)
+
+
+def attach_dash_values(argv: list[str]) -> list[str]:
+    """argv with `--na-values -,?` written `--na-values=-,?`, so argparse takes '-,?' as the value.
+
+    Only after an option of DASH_VALUE_OPTIONS, and only a value that does not look like an option.
+    """
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in DASH_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and not LOOKS_LIKE_AN_OPTION.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
+def delimiter_option(text: str) -> str:
+    """--delimiter as FileData's value: ',', ';', '\\t' or '|'; 'tab' and a typed \\t are a tab.
+
+    Raises:
+        OptionError: any other value.
+    """
+    if text not in CLI_DELIMITERS:
+        raise OptionError(f"--delimiter: must be {DELIMITER_CHOICES} (default: detected from the header line), "
+                          f"got {text!r}")
+    return CLI_DELIMITERS[text]
+
+
+def feature_names(args: argparse.Namespace) -> list[str] | None:
+    """The predictors: --features split at commas (spaces dropped), or each --feature as typed; None: neither.
+
+    Raises:
+        OptionError: both were given.
+    """
+    if args.features is not None and args.feature is not None:
+        raise OptionError("--features and --feature cannot be used together: --features A,B splits at commas, "
+                          "--feature NAME names one column exactly (repeat it for more)")
+    return args.feature if args.feature is not None else split_list(args.features)
 
 
 def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED_OPTIONS) -> dict:
@@ -123,7 +192,9 @@ def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED
     Raises:
         OptionError: a generated-data option beside --data, or a file option without it.
     """
-    file_only = {"target": args.target, "features": args.features, "holdout": args.holdout}
+    file_only = {"target": args.target, "features": args.features, "feature": args.feature,
+                 "delimiter": args.delimiter, "decimal": args.decimal, "na-values": args.na_values,
+                 "holdout": args.holdout}
     if args.data is None:
         given = [f"--{k}" for k, v in file_only.items() if v is not None] + (["--drop-missing"] if args.drop_missing else [])
         if given:
@@ -142,8 +213,15 @@ def data_fields(args: argparse.Namespace, generated: tuple[str, ...] = GENERATED
         raise OptionError("--target: required with --data (the column to predict)")
     data = {"source": "file", "path": str(Path(args.data).absolute()), "target": args.target,
             "drop_missing": args.drop_missing}
-    if args.features is not None:
-        data["features"] = split_list(args.features)
+    features = feature_names(args)
+    if features is not None:
+        data["features"] = features
+    if args.delimiter is not None:
+        data["delimiter"] = delimiter_option(args.delimiter)
+    if args.decimal is not None:
+        data["decimal"] = args.decimal
+    if args.na_values is not None:  # every token, an empty one too: FileData refuses it, naming --na-values
+        data["na_values"] = [token.strip() for token in args.na_values.split(",")]
     if args.holdout is not None:
         data["holdout"] = args.holdout
     if getattr(args, "seed", None) is not None:
@@ -171,6 +249,7 @@ def check_table(command: str, data, output_dir: Path, fit_intercept: bool = True
         # The holdout is checked inside the ingest, before a conversion is published: a refused
         # command leaves nothing, and a conversion another run made or uses is never touched.
         table = ingest_table(data.path, data.target, data.features, output_dir, data.drop_missing,
+                             **data.dialect_kwargs(),
                              accept=lambda table: table_ref(table, data.seed, data.holdout, fit_intercept))
     except TableError as exc:
         raise OptionError(f"--data: {exc}") from None
@@ -191,6 +270,9 @@ RUN_OPTIONS = {
     ("data", "path"): "--data",
     ("data", "target"): "--target",
     ("data", "features"): "--features",
+    ("data", "delimiter"): "--delimiter",
+    ("data", "decimal"): "--decimal",
+    ("data", "na_values"): "--na-values",
     ("data", "drop_missing"): "--drop-missing",
     ("data", "holdout"): "--holdout",
     ("scale",): "--scale",
@@ -211,25 +293,37 @@ SWEEP_OPTIONS = {"n": "--n", "d": "--d", "seeds": "--seeds", "solvers": "--solve
                  "output_dir": "--output-dir", "data": "--data", "scales": "--scale", "fit_intercept": "--no-intercept"}
 
 
-def describe(exc: ValidationError) -> str:
-    """A RunSpec's first error in one line: the option, then what is wrong."""
+# Errors whose message already says what was given (or needs no "got").
+SAYS_WHAT_WAS_GIVEN = ("range", "finite", "solvers", "device", "output_dir", "dask_address", "features",
+                       "delimiter", "decimal", "na_values")
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """RUN_OPTIONS as this command line named them: FileData.features is --feature when that was given."""
+    if getattr(args, "feature", None) is None:
+        return RUN_OPTIONS
+    return {**RUN_OPTIONS, ("data", "features"): "--feature"}
+
+
+def describe(exc: ValidationError, options: dict = RUN_OPTIONS) -> str:
+    """A RunSpec's first error in one line: the option (`options` maps a location to it), then what is wrong."""
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     if loc[:1] == ("data",) and loc[1:2] in (("generated",), ("file",)):
         loc = loc[:1] + loc[2:]  # the union's branch: not an option
-    option = next((opt for key, opt in RUN_OPTIONS.items() if loc[: len(key)] == key), ".".join(loc))
+    option = next((opt for key, opt in options.items() if loc[: len(key)] == key), ".".join(loc))
     message = error["msg"]
-    if error["type"] not in ("range", "finite", "solvers", "device", "output_dir", "dask_address", "features"):
+    if error["type"] not in SAYS_WHAT_WAS_GIVEN:
         message += f", got {error['input']!r}"
     return f"{option}: {message}"
 
 
-def describe_sweep(exc: ValidationError) -> str:
-    """A SweepSpec's first error in one line: the option, then what is wrong."""
+def describe_sweep(exc: ValidationError, options: dict = RUN_OPTIONS) -> str:
+    """A SweepSpec's first error in one line: the option, then what is wrong (a file option named from `options`)."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     if loc[:1] == ["data"] and len(loc) > 1:  # a file option: as `linreg run` names it
-        return describe(exc)
+        return describe(exc, options)
     # Errors of the whole model (no location) carry the field in their type.
     option = SWEEP_OPTIONS.get(loc[0] if loc else error["type"], "--n, --d, --seeds, --lr, --epochs")
     message = error["msg"].removeprefix("Value error, ")

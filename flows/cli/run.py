@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from flows.api.choose import APIUnreachable
 from flows.api.process import TemporaryAPIError
 from flows.cli.launch import run_on_prefect
-from flows.cli.options import OptionError, add_file_options, check_table, data_fields, describe, refuse, split_list
+from flows.cli.options import (
+    OptionError, add_file_options, check_table, data_fields, describe, refuse, run_options, split_list,
+)
 from flows.cli.signals import Interrupts, interrupted
 from linreg.devices import DeviceError, planned_device
 from linreg.solvers.registry import SOLVERS
@@ -70,7 +72,7 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     try:
         spec = RunSpec(**fields)
     except ValidationError as exc:
-        raise OptionError(describe(exc)) from None
+        raise OptionError(describe(exc, run_options(args))) from None
     if spec.from_file:
         check_table("run", spec.data, spec.output_dir, spec.fit_intercept)
     # The flow's first check, made here before Prefect loads. Only a named CUDA device can be

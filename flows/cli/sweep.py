@@ -20,6 +20,7 @@ from flows.cli.options import (
     data_fields,
     describe_sweep,
     refuse,
+    run_options,
     split_list,
     whole_number,
 )
@@ -83,7 +84,7 @@ def build_sweep_spec(args: argparse.Namespace) -> SweepSpec:
     try:
         spec = SweepSpec(**fields)
     except ValidationError as exc:
-        raise OptionError(describe_sweep(exc)) from None
+        raise OptionError(describe_sweep(exc, run_options(args))) from None
     if spec.data is not None:
         check_table("sweep", spec.data, spec.output_dir, spec.fit_intercept)
     return spec
