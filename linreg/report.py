@@ -253,6 +253,10 @@ def _comparison_summary(comparison: Comparison) -> list[str]:
         lines.append(f"only in {comparison.run_a}: {', '.join(comparison.only_a)}")
     if comparison.only_b:
         lines.append(f"only in {comparison.run_b}: {', '.join(comparison.only_b)}")
+    if not comparison.same_model:
+        lines.append("no regression verdict: the runs fitted different models, so their errors, MSE and seconds "
+                     "are shown side by side, not judged")
+        return lines
     found = comparison.regressions
     lines.append(f"{len(found)} regression(s)" + (f": {'; '.join(found)}" if found else "") +
                  f" (error tolerance {t.tolerance:g}; slower means over {t.slowdown:g}x and "
@@ -261,17 +265,21 @@ def _comparison_summary(comparison: Comparison) -> list[str]:
 
 
 def comparison_text(comparison: Comparison) -> str:
-    """`linreg compare`'s output: the runs, a row per solver, notes, then the regressions (or none)."""
-    head = f"A: {comparison.run_a}\nB: {comparison.run_b}" + ("" if comparison.same_data else "  (different data)")
+    """`linreg compare`'s output: the runs, a row per solver, notes, then the regressions (or none; or,
+    between different models, that there is no verdict)."""
+    differ = [what for what, same in (("data", comparison.same_data), ("model", comparison.same_model)) if not same]
+    head = f"A: {comparison.run_a}\nB: {comparison.run_b}" + (
+        f"  (different {' and '.join(differ)})" if differ else "")
     table = _fixed_width(_comparison_rows(comparison, "REGRESSION"), COMPARISON_COLUMNS, digits=4)
     return "\n".join([head, "", table, "", *_comparison_summary(comparison)])
 
 
 def comparison_markdown(comparison: Comparison | None) -> str:
-    """The report's section on the previous run on the same data, regressions in bold."""
-    parts = ["## Compared with the previous run on the same data"]
+    """The report's section on the previous run on the same data with the same model, regressions in bold."""
+    parts = ["## Compared with the previous run on the same data and model"]
     if comparison is None:
-        parts.append("No earlier run on the same data under this data root.")
+        parts.append("No earlier run on the same data and model (intercept, scaling, columns, holdout) "
+                     "under this data root.")
         return "\n\n".join(parts)
     parts.append(f"Previous run: `{comparison.run_a}`. Change = this run minus the previous one.")
     parts.append(markdown_table(_comparison_rows(comparison, "**regression**"), COMPARISON_COLUMNS))

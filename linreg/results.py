@@ -23,8 +23,9 @@ from linreg.solvers.base import Status
 from linreg.storage.catalog import SUMMARY, Catalog, run_started
 
 __all__ = [
-    "COLUMNS", "Comparison", "RunNotFound", "Thresholds", "compare", "history_table", "iter_runs", "load_history",
-    "load_run", "previous_run", "resolve_run", "run_folders", "same_data", "summaries_frame", "summary_file",
+    "COLUMNS", "Comparison", "Model", "RunNotFound", "Thresholds", "compare", "history_table", "iter_runs",
+    "load_history", "load_run", "model_changes", "previous_run", "resolve_run", "run_folders", "same_data",
+    "same_model", "summaries_frame", "summary_file",
 ]
 
 log = logging.getLogger("linreg.results")
@@ -182,7 +183,8 @@ def _table_choice(ds) -> tuple:
 
 def same_data(a: RunSummary, b: RunSummary) -> bool:
     """Whether two runs fitted the same data: generated, the same file digest or the same generating
-    spec; a user's table, the same file digest, columns, rows and holdout."""
+    spec; a user's table, the same file digest, columns, rows and holdout. What was fitted to the
+    data (intercept, scaling, and a table's columns and holdout again) is `same_model`'s question."""
     da, db = a.dataset, b.dataset
     if da.source != db.source:
         return False
@@ -191,11 +193,72 @@ def same_data(a: RunSummary, b: RunSummary) -> bool:
     return da.sha256 == db.sha256 or all(getattr(da, k) == getattr(db, k) for k in SPEC_FIELDS)
 
 
+@dataclass(frozen=True)
+class Model:
+    """What a run chose to fit to its data, beside the data itself (`Model.of`).
+
+    Attributes:
+        fit_intercept: whether every solver fitted a bias.
+        scaling: what the iterative solvers saw: "none" or "standard" (`RunSpec.scaling`).
+        target, features, holdout: a user's table only (None for generated data): the target
+            column, the feature columns in order, and (fraction, seed that splits it), (0.0, None)
+            when nothing is held out.
+    """
+
+    fit_intercept: bool
+    scaling: str
+    target: str | None = None
+    features: tuple[str, ...] | None = None
+    holdout: tuple[float, int | None] | None = None
+
+    @classmethod
+    def of(cls, summary: RunSummary) -> "Model":
+        """The model of a run, from its summary.
+
+        Runs written before a field existed read as the default they ran under: summary.json's
+        `fit_intercept` defaults to true (every fit had an intercept) and `holdout` to 0 (nothing
+        held out); a null `scale` (a run from before it was recorded, or a summary made without
+        it) reads as what `--scale auto` resolves to (`RunSpec.scaling`): standard for a user's
+        table, none for generated data.
+        """
+        ds = summary.dataset
+        scaling = summary.scale or ("standard" if ds.source == "file" else "none")
+        if ds.source != "file":
+            return cls(summary.fit_intercept, scaling)
+        holdout = (ds.holdout, ds.seed) if ds.holdout else (0.0, None)
+        return cls(summary.fit_intercept, scaling, ds.target, tuple(ds.features or ()), holdout)
+
+    def described(self) -> dict[str, str]:
+        """Each field this model has, as text: true/false, names comma-separated, "0.25 (seed 3)" or "none"."""
+        text = {"fit_intercept": str(self.fit_intercept).lower(), "scaling": self.scaling}
+        if self.features is not None:
+            fraction, seed = self.holdout or (0.0, None)
+            text |= {"target": str(self.target), "features": ", ".join(self.features) or "(none)",
+                     "holdout": f"{fraction:g} (seed {seed})" if fraction else "none"}
+        return text
+
+
+def model_changes(a: RunSummary, b: RunSummary) -> list[str]:
+    """How run B's model differs from run A's: "<field> <A> -> <B>" per field, in `Model`'s order; [] when the same.
+
+    A table's target, features and holdout are compared only when both runs fitted a table.
+    """
+    ma, mb = Model.of(a), Model.of(b)
+    ta, tb = ma.described(), mb.described()
+    return [f"{k} {ta[k]} -> {tb[k]}" for k in ta if k in tb and getattr(ma, k) != getattr(mb, k)]
+
+
+def same_model(a: RunSummary, b: RunSummary) -> bool:
+    """Whether two runs fitted the same model (`Model`): intercept, scaling, and a table's columns and holdout."""
+    return not model_changes(a, b)
+
+
 def previous_run(root: Path, summary: RunSummary) -> RunSummary | None:
-    """The most recent earlier run on the same data as `summary` under `root`, if any.
+    """The most recent earlier run on the same data, with the same model, as `summary` under `root`, if any.
 
     Reads folders newest first and stops at the first match, checking the dataset's
-    digest on the raw JSON before validating a candidate fully.
+    digest on the raw JSON before validating a candidate fully. A run with another model
+    (`same_model`) is skipped: its errors and seconds moved with the model, not the code.
     """
     own = run_started(summary.run_id)
     for folder in reversed(run_folders(root)):
@@ -210,7 +273,7 @@ def previous_run(root: Path, summary: RunSummary) -> RunSummary | None:
             maybe = True  # the full load below names the folder and its problem
         if maybe:
             earlier = _load_or_warn(folder)
-            if earlier is not None and same_data(earlier, summary):
+            if earlier is not None and same_data(earlier, summary) and same_model(earlier, summary):
                 return earlier
     return None
 
@@ -248,8 +311,11 @@ class Comparison:
             absolute change of bias or a weight; NaN unless both fitted the same truth),
             error_a/b/_change, distance_a/b, mse_a/b/_change (NaN unless the same data),
             seconds_a/b, seconds_ratio (NaN unless the same n and d), and `regression`:
-            the reasons, "; "-joined, or "".
+            the reasons, "; "-joined, or "" (always "" between different models).
         notes: what was not compared, and why.
+        model_changes: how B's model differs from A's (`model_changes`); [] for the same model.
+            Different models are shown side by side with no regression verdict: a change of
+            model, not of code, moved their errors, MSE and seconds.
     """
 
     run_a: str
@@ -260,6 +326,11 @@ class Comparison:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     thresholds: Thresholds = Thresholds()
+    model_changes: list[str] = field(default_factory=list)
+
+    @property
+    def same_model(self) -> bool:
+        return not self.model_changes
 
     @property
     def regressions(self) -> list[str]:
@@ -274,26 +345,32 @@ def compare(a: RunSummary, b: RunSummary, thresholds: Thresholds = Thresholds())
     the truth always (flagged through the distance to the closed form), fitted
     parameters only when the true parameters are the same, MSE only on the same
     data, seconds only at the same n and d. `notes` says what was left out.
+
+    Runs with different models (`Model`: intercept, scaling, a table's columns or holdout)
+    are shown the same way, side by side, with no regression verdict: the model, not the
+    code, moved their errors, MSE and seconds. `notes` says how the models differ.
     """
     data = same_data(a, b)
+    model = model_changes(a, b)
     known = a.dataset.has_truth and b.dataset.has_truth
     truth = known and a.dataset.weights == b.dataset.weights and a.dataset.bias == b.dataset.bias
     size = (a.dataset.n, a.dataset.d) == (b.dataset.n, b.dataset.d)
-    notes = ([] if data else [_different_data(a, b, truth, size)]) + _busy_machine(a, b)
+    notes = ([f"different model: {'; '.join(model)}"] if model else []) + \
+        ([] if data else [_different_data(a, b, truth, size)]) + _busy_machine(a, b)
     if not known:
         notes.append("a user's table has no true parameters: errors are the distance to the closed form")
     rows_a = {r.solver: r for r in a.results}
     rows_b = {r.solver: r for r in b.results}
     same_table = data and not known  # the same table: parameters compare, with no truth to score them
-    rows = [_solver_change(rows_a[s], rows_b[s], data, truth or same_table, size, thresholds, by_error=known)
-            for s in rows_b if s in rows_a]
+    rows = [_solver_change(rows_a[s], rows_b[s], data, truth or same_table, size, thresholds, by_error=known,
+                           judged=not model) for s in rows_b if s in rows_a]
     columns = ["solver", "status_a", "status_b", "parameters_change", "error_a", "error_b", "error_change",
                "distance_a", "distance_b", "mse_a", "mse_b", "mse_change", "seconds_a", "seconds_b",
                "seconds_ratio", "regression"]
     return Comparison(
         run_a=a.run_id, run_b=b.run_id, same_data=data, frame=pd.DataFrame(rows, columns=columns), notes=notes,
         only_a=[s for s in rows_a if s not in rows_b], only_b=[s for s in rows_b if s not in rows_a],
-        thresholds=thresholds,
+        thresholds=thresholds, model_changes=model,
     )
 
 
@@ -322,7 +399,9 @@ def _busy_machine(a: RunSummary, b: RunSummary) -> list[str]:
             "its fits waited for CPU, so a slowdown may be load rather than code"]
 
 
-def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds, by_error: bool = True) -> dict:
+def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds, by_error: bool = True,
+                   judged: bool = True) -> dict:
+    """One solver's row of `Comparison.frame`; with `judged` False (different models) no regression."""
     if by_error:
         err_a, err_b = largest([ra.bias_abs_error, *ra.weights_abs_error]), largest([rb.bias_abs_error, *rb.weights_abs_error])
     else:  # no truth: the error is the distance to the closed form
@@ -350,4 +429,4 @@ def _solver_change(ra, rb, data: bool, truth: bool, size: bool, t: Thresholds, b
     if size and both_ok and ra.epochs == rb.epochs and rb.seconds > t.slowdown * ra.seconds \
             and rb.seconds - ra.seconds > t.min_seconds:
         reasons.append(f"{rb.seconds / ra.seconds:.2f}x slower ({ra.seconds:.3g} s -> {rb.seconds:.3g} s)")
-    return {**row, "regression": "; ".join(reasons)}
+    return {**row, "regression": "; ".join(reasons) if judged else ""}

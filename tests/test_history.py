@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from test_results import SOLVER_NAMES, SPEC, edited, make_run, run_id, save
+from test_results import SOLVER_NAMES, SPEC, as_table, edited, make_run, run_id, save, with_model, worse
 
 from flows.cli import main
 from linreg.report import HISTORY_ARTIFACT_COLUMNS, _fmt
@@ -188,6 +188,33 @@ def test_identical_runs_exit_0(timed_pair, capsys):
     shutil.copytree(root / "runs" / a.run_id, root / "runs" / run_id(7))
     code, out, _ = compare(capsys, root, a.run_id, run_id(7))
     assert code == 0 and "0 regression(s)" in out
+
+
+def test_a_run_without_the_intercept_is_a_different_model_not_a_regression(timed_pair, capsys):
+    root, a = timed_pair
+    # As `make run ARGS=--no-intercept` after `make run`: no bias fitted, so its error is the true bias.
+    no_bias = {r.solver: {"bias": 0.0, "bias_abs_error": SPEC.bias} for r in a.results}
+    save(root, with_model(edited(a, run_id(8), **no_bias), run_id(8), fit_intercept=False))
+    code, out, _ = compare(capsys, root, "previous", "latest")
+    assert code == 0 and "B: " + run_id(8) + "  (different model)\n" in out
+    assert "different model: fit_intercept true -> false\n" in out and "no regression verdict" in out
+    assert "REGRESSION" not in out and "regression(s)" not in out
+    save(root, edited(a, run_id(9), **no_bias))  # the same error growth with the intercept: a regression
+    code, out, _ = compare(capsys, root, a.run_id, run_id(9))
+    assert code == 1 and "error grew by" in out
+
+
+def test_a_tables_runs_with_other_scaling_are_a_different_model_not_a_regression(timed_pair, capsys):
+    root, a = timed_pair
+    unscaled = with_model(as_table(a, run_id(8)), run_id(8), scale="none")
+    save(root, unscaled)
+    save(root, worse(with_model(unscaled, run_id(9), scale="standard"), run_id(9)))
+    code, out, _ = compare(capsys, root, "previous", "latest")
+    assert code == 0 and "different model: scaling none -> standard\n" in out and "(different data)" not in out
+    assert "no regression verdict" in out and "REGRESSION" not in out
+    save(root, worse(unscaled, run_id(10)))  # the same model: a regression, as before
+    code, out, _ = compare(capsys, root, run_id(8), "latest")
+    assert code == 1 and "numpy_sgd: status ok -> diverged" in out
 
 
 def test_runs_on_different_data_say_so(three_runs, capsys):

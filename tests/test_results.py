@@ -19,8 +19,8 @@ from linreg.evaluate import RunSummary, SolverReport, summarize
 from linreg.provenance import collect
 from linreg.report import SUMMARY_COLUMNS, comparison_markdown, comparison_text, render_markdown, summary_rows
 from linreg.results import (
-    COLUMNS, RunNotFound, Thresholds, compare, history_table, load_history, load_run, previous_run, resolve_run,
-    summaries_frame,
+    COLUMNS, Model, RunNotFound, Thresholds, compare, history_table, load_history, load_run, previous_run,
+    resolve_run, same_model, summaries_frame,
 )
 from linreg.solvers import SOLVERS
 from linreg.solvers.base import failed_result, iterative_result
@@ -287,6 +287,102 @@ def test_the_previous_run_is_the_latest_earlier_one_on_the_same_data(tmp_path):
     assert previous_run(tmp_path, edited(later, run_id(6))).run_id == later.run_id
     shutil.rmtree(tmp_path / "runs" / second.run_id)
     assert previous_run(tmp_path, current).run_id == first.run_id
+
+
+def as_table(summary: RunSummary, run_id: str | None = None, **dataset) -> RunSummary:
+    """`summary` as if it had fitted a user's table (columns x0, x1 -> y, no truth), with dataset fields replaced."""
+    ds = summary.dataset.model_copy(update={
+        "source": "file", "source_path": "t.csv", "weights": None, "bias": None, "noise": None, "target": "y",
+        "features": ["x0", "x1"], "rows": summary.dataset.n, **dataset})
+    return summary.model_copy(update={"run_id": run_id or summary.run_id, "dataset": ds})
+
+
+def worse(summary: RunSummary, run_id: str) -> RunSummary:
+    """A copy of `summary` that regressed on any data: numpy_gd's error and distance +0.5, numpy_sgd diverged."""
+    gd = next(r for r in summary.results if r.solver == "numpy_gd")
+    return edited(summary, run_id, numpy_gd={"bias_abs_error": gd.bias_abs_error + 0.5,
+                                             "distance_to_closed_form": gd.distance_to_closed_form + 0.5},
+                  numpy_sgd={"status": "diverged"})
+
+
+def with_model(summary: RunSummary, run_id: str, **fields) -> RunSummary:
+    """A copy of `summary` under another id with run fields replaced (`fit_intercept`, `scale`)."""
+    return summary.model_copy(update={"run_id": run_id, **fields})
+
+
+def with_table(summary: RunSummary, run_id: str, **dataset) -> RunSummary:
+    """A copy of `summary` under another id with dataset fields replaced (a table's `target`, `features`...)."""
+    return summary.model_copy(update={"run_id": run_id, "dataset": summary.dataset.model_copy(update=dataset)})
+
+
+# (name, run A from the fixture's summary, run B's model from A, how the output says they differ)
+MODEL_CHANGES = [
+    ("fit_intercept", lambda s: s, lambda a: with_model(a, "b", fit_intercept=False), "fit_intercept true -> false"),
+    ("scaling", lambda s: s, lambda a: with_model(a, "b", scale="standard"), "scaling none -> standard"),
+    ("table scaling", lambda s: with_model(as_table(s), "a", scale="none"),
+     lambda a: with_model(a, "b", scale="standard"), "scaling none -> standard"),
+    ("features order", as_table, lambda a: with_table(a, "b", features=["x1", "x0"]),
+     "features x0, x1 -> x1, x0"),
+    ("target", as_table, lambda a: with_table(a, "b", target="z"), "target y -> z"),
+    ("holdout", as_table, lambda a: with_table(a, "b", holdout=0.25), "holdout none -> 0.25 (seed 3)"),
+    ("holdout seed", lambda s: as_table(s, holdout=0.25), lambda a: with_table(a, "b", seed=4),
+     "holdout 0.25 (seed 3) -> 0.25 (seed 4)"),
+]
+
+
+@pytest.mark.parametrize("make_a, change, says", [c[1:] for c in MODEL_CHANGES], ids=[c[0] for c in MODEL_CHANGES])
+def test_runs_with_different_models_are_shown_side_by_side_with_no_verdict(make_a, change, says):
+    a = make_a(_fixture_summary())
+    assert compare(a, worse(a, "b")).regressions  # the same model: this much worse is a regression
+    b = worse(change(a), "b")
+    comparison = compare(a, b)
+    assert not same_model(a, b) and comparison.model_changes == [says]
+    assert comparison.regressions == [] and (comparison.frame["regression"] == "").all()
+    assert list(comparison.frame["status_b"]) == ["ok", "ok", "diverged"]  # still shown, side by side
+    assert comparison.notes[0] == f"different model: {says}"
+    text = comparison_text(comparison)
+    # A table's columns and holdout also choose its rows: those runs fitted different data too.
+    assert comparison.same_data == (says.split()[0] in ("fit_intercept", "scaling"))
+    differ = "model" if comparison.same_data else "data and model"
+    assert text.splitlines()[1].endswith(f"(different {differ})") and f"different model: {says}\n" in text
+    assert "no regression verdict" in text and "REGRESSION" not in text and "regression(s)" not in text
+
+
+def test_the_same_model_keeps_the_verdict_and_a_field_a_run_did_not_record_reads_as_its_default(tmp_path):
+    a = _fixture_summary()  # scale not recorded (null): generated data ran unscaled
+    explicit = with_model(a, "b", scale="none", fit_intercept=True)
+    assert Model.of(a) == Model.of(explicit) == Model(fit_intercept=True, scaling="none")
+    found = compare(a, worse(explicit, "b")).regressions
+    assert found[0].startswith("numpy_gd: error grew by") and found[1:] == ["numpy_sgd: status ok -> diverged"]
+    table = as_table(a)  # a table with no recorded scale ran standardised, and held nothing out
+    assert Model.of(table) == Model(True, "standard", "y", ("x0", "x1"), (0.0, None))
+    assert same_model(table, with_model(table, "b", scale="standard"))
+    assert not same_model(table, with_model(table, "b", scale="none"))
+    assert same_model(table, with_table(table, "b", seed=9))  # the seed splits nothing without a holdout
+    # summary.json from before `fit_intercept`, `scale` and `holdout` existed: the defaults it ran under.
+    raw = json.loads(table.model_dump_json())
+    for key in ("fit_intercept", "scale"):
+        del raw[key]
+    del raw["dataset"]["holdout"]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(raw))
+    old = load_run(path)
+    assert same_model(old, table) and not same_model(old, with_model(table, "b", fit_intercept=False))
+    assert compare(old, worse(table, "b")).regressions
+
+
+def test_the_previous_run_skips_runs_with_another_model(tmp_path):
+    first = make_run(tmp_path, run_id(1))
+    no_intercept = with_model(first, run_id(2), fit_intercept=False)
+    scaled = with_model(first, run_id(3), scale="standard")
+    save(tmp_path, no_intercept)
+    save(tmp_path, scaled)
+    assert previous_run(tmp_path, edited(first, run_id(4))).run_id == first.run_id
+    assert previous_run(tmp_path, with_model(first, run_id(4), fit_intercept=False)).run_id == no_intercept.run_id
+    assert previous_run(tmp_path, with_model(first, run_id(4), scale="standard")).run_id == scaled.run_id
+    assert previous_run(tmp_path, with_model(first, run_id(4), fit_intercept=False, scale="standard")) is None
+    text = render_markdown(first, {}, None)
+    assert "No earlier run on the same data and model" in text
 
 
 def test_the_report_shows_provenance_and_the_comparison_with_regressions_marked():

@@ -1,4 +1,5 @@
-"""`linreg compare`: two runs under a data root, solver by solver; exit 1 on a regression.
+"""`linreg compare`: two runs under a data root, solver by solver; exit 1 on a regression
+(never between runs with different models: they get no verdict).
 
 No Prefect: it reads `runs/*/summary.json` through `linreg.results`. Top level stays
 light, because `linreg run` imports every subcommand to build its parser: pandas is
@@ -28,10 +29,17 @@ A solver regressed when, from A to B:
 Runs on different data say so: parameters are compared only when the true
 parameters are the same, MSE only on the same data, seconds only at the same n and d.
 
+Runs with different models say so and how (e.g. `different model: fit_intercept
+true -> false`): the intercept, the scaling the iterative solvers saw (none or
+standard) and, for a user's table, the target, the features (names and order) and
+the holdout (fraction and seed). Their rows are shown side by side with no
+regression verdict: a change of model, not of code, moved them. Exit 0.
+
 RUN_A and RUN_B are run ids (folders under DIR/runs), run folders, or `latest` and
 `previous` (the run before the latest).
 
-Exit status: 0 no regression, 1 a regression, 2 a bad option or a run not found."""
+Exit status: 0 no regression (or different models), 1 a regression, 2 a bad option
+or a run not found."""
 
 
 def register(commands) -> None:
