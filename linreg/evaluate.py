@@ -1,6 +1,7 @@
 """Score fits against the truth (generated data), the closed form and the data (training rows and held-out rows)."""
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
@@ -223,20 +224,47 @@ class RunSummary(BaseModel):
 
 
 def total_sum_of_squares(moments: Moments, fit_intercept: bool = True) -> float:
-    """Σ(y − ȳ)² with an intercept; Σy² without one (the convention of statsmodels and R)."""
+    """Σ(y − ȳ)² with an intercept; Σy² without one (the convention of statsmodels and R), in the
+    moments' units (`linreg.moments.Moments.y_exponent`)."""
     return moments.syy if fit_intercept else moments.syy + moments.n * moments.mean_y**2
 
 
 def training_mse_r2(
     moments: Moments, coef: np.ndarray, intercept: float, fit_intercept: bool = True
 ) -> tuple[float, float]:
-    """Mean squared error and R² of (coef, intercept) on the data, in float64 (R² as `total_sum_of_squares`)."""
+    """Mean squared error and R² of (coef, intercept) on the data, in float64 (R² as `total_sum_of_squares`).
+
+    On data summed in power-of-two units (values beyond ~1e154) both are computed in those
+    units; the MSE is then NaN when it lies beyond float64's range (`MSE_OUT_OF_RANGE` says why).
+    """
     if not (np.isfinite(coef).all() and math.isfinite(intercept)):
         return math.nan, math.nan
-    rss = moments.rss(coef, intercept)
+    rss = moments.rss_in_units(*moments.in_units(coef, intercept))
     tss = total_sum_of_squares(moments, fit_intercept)
     r2 = 1.0 - rss / tss if tss > 0 else math.nan
-    return rss / moments.n, r2
+    mse = rss / moments.n
+    if moments.scaled and math.isfinite(mse):
+        with np.errstate(over="ignore", under="ignore"):
+            mse = float(np.ldexp(mse, 2 * moments.y_exponent))
+        mse = mse if math.isfinite(mse) else math.nan
+    return mse, r2
+
+
+# Said of a fit whose MSE is NaN while its R² is not: the squares of the residuals are beyond float64.
+MSE_OUT_OF_RANGE = ("MSE not computable: the squared residuals are beyond float64's range (target values beyond ~1e154); "
+                    "R² is computed in power-of-two units")
+
+
+def parameter_distance(a_coef: np.ndarray, a_intercept: float, b_coef: np.ndarray, b_intercept: float) -> float:
+    """The Euclidean distance between two (coef, intercept) parameter vectors; scaled by its largest
+    difference when the squares overflow (parameters beyond ~1e154), so it is not inf for lack of range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        delta = np.append(a_coef - b_coef, a_intercept - b_intercept)
+        distance = float(np.linalg.norm(delta))
+        if math.isinf(distance) and np.isfinite(delta).all():
+            largest = float(np.max(np.abs(delta)))
+            distance = float(largest * np.linalg.norm(delta / largest))
+    return distance
 
 
 def holdout_scores(moments: Moments | None, coef: np.ndarray, intercept: float,
@@ -258,9 +286,12 @@ def evaluate_fit(
     holdout_mse, holdout_r2 = holdout_scores(held_out, fit.coef, fit.intercept, fit_intercept)
     distance = math.nan
     if reference is not None:
-        delta = np.append(fit.coef - reference.coef, fit.intercept - reference.intercept)
-        distance = float(np.linalg.norm(delta))
+        distance = parameter_distance(fit.coef, fit.intercept, reference.coef, reference.intercept)
     final_loss = float(fit.loss_history[-1]) if len(fit.loss_history) else mse
+    message = fit.message
+    if math.isnan(mse) and math.isfinite(r2):  # the residuals' squares overflow, not the fit
+        message = f"{message}; {MSE_OUT_OF_RANGE}" if message else MSE_OUT_OF_RANGE
+        final_loss = final_loss if math.isfinite(final_loss) else math.nan
     if truth is not None and truth.has_truth:
         weights_error = np.abs(fit.coef - np.asarray(truth.weights)).tolist()
         bias_error = abs(fit.intercept - truth.bias)
@@ -271,7 +302,7 @@ def evaluate_fit(
         weights=fit.coef.tolist(), bias=fit.intercept, seconds=fit.seconds, epochs=fit.epochs,
         final_loss=final_loss, weights_abs_error=weights_error, bias_abs_error=bias_error,
         distance_to_closed_form=distance, mse=mse, r2=r2, device=fit.device,
-        message=fit.message, diverged_epoch=fit.diverged_epoch, worker=fit.worker,
+        message=message, diverged_epoch=fit.diverged_epoch, worker=fit.worker,
         holdout_mse=holdout_mse, holdout_r2=holdout_r2,
     )
 
@@ -311,6 +342,26 @@ def closed_form_inference(
     ]
 
 
+def named_reference(fit: FitResult, dataset: DatasetInfo) -> FitResult:
+    """The closed form's fit with its warning naming a table's columns (a solver knows only w0, w1, ...);
+    any other fit, or one of generated data, as it is."""
+    if fit.least_squares is None or not dataset.features:
+        return fit
+    solution = fit.least_squares.named(dataset.features)
+    message = solution.warning if fit.message == fit.least_squares.warning else fit.message
+    return replace(fit, least_squares=solution, message=message)
+
+
+def reference_info(solution: LeastSquares, results: list[SolverReport]) -> ReferenceInfo:
+    """`ReferenceInfo.of(solution)`, its warning saying also when the MSE is beyond float64's range:
+    the console's reference line is where a run's warnings are read."""
+    info = ReferenceInfo.of(solution)
+    if not any(r.message and MSE_OUT_OF_RANGE in r.message for r in results):
+        return info
+    return info.model_copy(update={"warning": f"{info.warning}; {MSE_OUT_OF_RANGE}" if info.warning
+                                   else MSE_OUT_OF_RANGE})
+
+
 def summarize(
     run_id: str, ref: DataRef, data, fits: list[FitResult], training_seconds: float | None = None,
     provenance: Provenance | None = None, device: tuple[str, str] | None = None, fit_intercept: bool = True,
@@ -333,17 +384,20 @@ def summarize(
     """
     moments = accumulate(data.iter_chunks(), ref.d)
     held = accumulate(held_out.iter_chunks(), ref.d) if held_out is not None else None
-    closed = next((f for f in fits if f.solver == REFERENCE and f.least_squares is not None), None)
-    solution = closed.least_squares if closed else solve_least_squares(moments, data.iter_chunks, fit_intercept)
-    reference = closed if closed is not None and closed.status == Status.OK else None
     dataset = DatasetInfo.from_ref(ref)
+    fits = [named_reference(fit, dataset) for fit in fits]
+    closed = next((f for f in fits if f.solver == REFERENCE and f.least_squares is not None), None)
+    solution = closed.least_squares if closed else solve_least_squares(moments, data.iter_chunks, fit_intercept,
+                                                                       dataset.features)
+    reference = closed if closed is not None and closed.status == Status.OK else None
+    results = [evaluate_fit(moments, dataset, fit, reference, fit_intercept, held) for fit in fits]
     return RunSummary(
         run_id=run_id,
         dataset=dataset,
-        results=[evaluate_fit(moments, dataset, fit, reference, fit_intercept, held) for fit in fits],
+        results=results,
         inference=closed_form_inference(solution, dataset),
         fit_intercept=fit_intercept,
-        reference=ReferenceInfo.of(solution),
+        reference=reference_info(solution, results),
         coefficients=[Coefficient(**row) for row in coefficient_rows(solution, dataset.names)],
         fit_statistics=FitStatistics(**fit_statistics(solution)),
         scale=scale,

@@ -99,7 +99,9 @@ def fit_statistics(solution: LeastSquares) -> dict:
         # statsmodels: 1 − (n − k_constant)/df_resid · (1 − R²); k_constant is 0 without an intercept.
         adj_r2 = 1.0 - (n - int(solution.fit_intercept)) / df_resid * (1.0 - r2)
         if df_model > 0:
-            f = _f_statistic(solution.tss - solution.rss, df_model, solution.rss, df_resid)
+            # In the units y was fitted in: the sums of squares of values beyond ~1e154 overflow, their ratio does not.
+            rss, tss = solution.sums_of_squares
+            f = _f_statistic(tss - rss, df_model, rss, df_resid)
             f_p = float(fdtrc(df_model, df_resid, f))
     centred = solution.condition_number_centred
     return {

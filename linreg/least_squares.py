@@ -29,16 +29,26 @@ data's own rounding does to the coefficients; a first-order bound per coefficien
 (The textbook worst case u·κ(1 + κ tan θ) promises 0 digits on NIST's Filip,
 where 7.6 are right; this estimate promises 6.) A design that is numerically rank-deficient for float64 is said
 to be so: it gets the minimum-norm solution in standardised units, named as such,
-and the columns involved.
+and the columns involved (by the user's names when the data has them). A fit with
+no residual degrees of freedom (n = p) is exact and says it has no standard errors.
+
+Data whose squares leave float64's range (|values| beyond ~1e154) are fitted in
+the power-of-two units their moments were summed in (`linreg.moments`): every
+column and y divided by a power of two, exactly. The coefficients, standard errors
+and sums of squares are then multiplied back, again exactly; a coefficient that
+float64 cannot hold is refused, naming its column.
 """
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from linreg.moments import MAX_CANCELLATION, Moments, block_rows
+from linreg.moments import (
+    MAX_CANCELLATION, Moments, NonFiniteData, accumulate, block_rows, column_label, non_finite_value,
+    power_scaled_chunks,
+)
 
 EXTENDED = np.longdouble
 # Where long double is no wider than float64 (Windows, macOS on ARM), QR runs in float64 and says so.
@@ -87,9 +97,13 @@ class LeastSquares:
         expected_digits: correct digits of the coefficients that float64 data support (at most 15).
         method: "normal equations", "QR, extended precision" or "QR, float64".
         rank_deficient: the standardised design has a singular value below RANK_RCOND of the largest.
-        warning: what was lost, when anything was: digits, rank, the columns involved.
+        warning: what was lost, when anything was: digits, rank, the columns involved, residual dof.
         dropped: the columns involved in a rank deficiency ("intercept" or a feature name).
         rank: the numerical rank of the design (None: full, p).
+        involved: the parameters involved in a rank deficiency, by index (0 is the intercept when fitted).
+        y_exponent: y was fitted divided by 2**y_exponent (its squares beyond float64's range); `rss`
+            and `tss` are then inf where they overflow, and `fitted_rss`, `fitted_tss` hold them in
+            those units (R², the residual SD and F are read off them).
     """
 
     coef: np.ndarray
@@ -108,6 +122,10 @@ class LeastSquares:
     warning: str | None = None
     dropped: tuple[str, ...] = field(default_factory=tuple)
     rank: int | None = None
+    involved: tuple[int, ...] = field(default_factory=tuple)
+    y_exponent: int = 0
+    fitted_rss: float | None = None
+    fitted_tss: float | None = None
 
     @property
     def dof(self) -> int:
@@ -116,13 +134,28 @@ class LeastSquares:
         return self.n - rank
 
     @property
+    def sums_of_squares(self) -> tuple[float, float]:
+        """(RSS, TSS) in the units y was fitted in: their ratio is the data's, and both are finite."""
+        if self.fitted_rss is None:
+            return self.rss, self.tss
+        return self.fitted_rss, self.fitted_tss
+
+    @property
     def residual_sd(self) -> float:
-        return math.sqrt(self.rss / self.dof) if self.dof > 0 else math.nan
+        if self.dof <= 0:
+            return math.nan
+        return _ldexp(math.sqrt(self.sums_of_squares[0] / self.dof), self.y_exponent)
 
     @property
     def r_squared(self) -> float:
         """1 − RSS/TSS, with the TSS convention of `tss`."""
-        return 1.0 - self.rss / self.tss if self.tss > 0 else math.nan
+        rss, tss = self.sums_of_squares
+        return 1.0 - rss / tss if tss > 0 else math.nan
+
+    def named(self, names: Sequence[str]) -> "LeastSquares":
+        """The same fit with its warning and `dropped` naming the features `names` (a table's columns),
+        quoted in the warning, since a column's name may hold a comma."""
+        return with_warning(self, list(names), quoted=True)
 
 
 def feature_names(d: int) -> list[str]:
@@ -144,11 +177,25 @@ def solve_least_squares(
         chunks: returns a fresh iterator of (x (k, d), y (k,)) over every row, in any
             blocking: called only when the QR pass is needed.
         fit_intercept: fit y = b + x·w (True) or y = x·w (False).
-        names: feature names for warnings (default w0, w1, ...).
+        names: the features' names, for warnings and errors: a table's columns, quoted in the
+            warning (default w0, w1, ..., as they are).
         progress: called with the rows of each block the QR pass reduces.
+
+    Raises:
+        NonFiniteData: a NaN or infinite value in the data, or a coefficient beyond float64's
+            range; either names its column.
     """
-    names = names or feature_names(moments.d)
-    check_finite_moments(moments)
+    labels = list(names) if names else feature_names(moments.d)
+    moments = moments_in_range(moments, chunks, labels)
+    if moments.scaled:  # the fit in the moments' power-of-two units, multiplied back after
+        solution = _solve(moments, lambda: power_scaled_chunks(chunks(), moments), fit_intercept, labels, progress)
+        solution = in_data_units(solution, moments, labels)
+    else:
+        solution = _solve(moments, chunks, fit_intercept, labels, progress)
+    return with_warning(solution, labels, quoted=bool(names))
+
+
+def _solve(moments: Moments, chunks, fit_intercept: bool, names: list[str], progress) -> "LeastSquares":
     fast = normal_equations(moments, fit_intercept, rss_pass=lambda coef, b: residual_sum_of_squares(chunks(), coef, b),
                             min_digits=WARN_DIGITS)
     if fast is not None:
@@ -156,22 +203,70 @@ def solve_least_squares(
     return qr_least_squares(moments, chunks(), fit_intercept, names, progress)
 
 
-class NonFiniteData(ArithmeticError):
-    """The data hold a non-finite value, or their sums of squares overflow float64."""
+def moments_in_range(moments: Moments, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+                     names: list[str]) -> Moments:
+    """`moments`, or the same in power-of-two units where float64's sums are out of range: rescaled
+    when finite, else summed again from `chunks` (moments a caller summed outside `Moments.of_chunk`).
+
+    Raises:
+        NonFiniteData: a NaN or infinite value in the data, naming its column.
+    """
+    if not moments.finite:
+        try:
+            moments = accumulate(chunks(), moments.d)
+        except NonFiniteData as error:  # said again with the columns' names
+            if error.column is None:
+                raise
+            raise non_finite_value(error.column, names) from None
+    moments = moments.in_range()
+    check_finite_moments(moments)
+    return moments
 
 
 def check_finite_moments(moments: Moments) -> None:
-    """Refuse moments that are not all finite, naming the likely cause.
+    """Refuse moments that are not all finite.
 
     Raises:
-        NonFiniteData: a NaN or infinite value in x or y, or sums beyond float64's range (|values| ≳ 1e154).
+        NonFiniteData: a NaN or infinite value in x or y.
     """
-    parts = (moments.sxx, moments.sxy, moments.mean_x, moments.mean_y, moments.syy)
-    if not all(np.isfinite(part).all() for part in parts):
-        raise NonFiniteData(
-            "the data hold a NaN or infinite value, or their squares overflow float64 (values beyond ~1e154): "
-            "check the data, or rescale them"
-        )
+    if not moments.finite:
+        raise NonFiniteData("the data hold a NaN or an infinite value: check the data")
+
+
+def in_data_units(solution: "LeastSquares", moments: Moments, names: list[str]) -> "LeastSquares":
+    """A fit made in the power-of-two units of `moments`, in the data's: w_j·2^(e_y − e_j), b·2^e_y,
+    the sums of squares times 4^e_y (inf where they overflow; kept in the fitted units too).
+
+    Raises:
+        NonFiniteData: a coefficient (or the intercept) beyond float64's range, naming its column.
+    """
+    x_exponent, y_exponent = moments.exponents
+    shift = y_exponent - np.asarray(x_exponent)
+    with np.errstate(over="ignore", under="ignore"):
+        coef, coef_se = np.ldexp(solution.coef, shift), np.ldexp(solution.coef_se, shift)
+        intercept, intercept_se = (float(np.ldexp(v, y_exponent)) for v in (solution.intercept, solution.intercept_se))
+        rss, tss = (float(np.ldexp(v, 2 * y_exponent)) for v in (solution.rss, solution.tss))
+    lost = np.flatnonzero(~np.isfinite(coef) & np.isfinite(solution.coef))
+    if len(lost):
+        j = int(lost[0])
+        raise _beyond_range(f"the coefficient of {column_label(j, names)}", solution.coef[j], int(shift[j]), j)
+    if math.isinf(intercept) and math.isfinite(solution.intercept):
+        raise _beyond_range("the intercept", solution.intercept, y_exponent, None)
+    return replace(solution, coef=coef, coef_se=coef_se, intercept=intercept, intercept_se=intercept_se,
+                   rss=rss, tss=tss, y_exponent=y_exponent, fitted_rss=solution.rss, fitted_tss=solution.tss)
+
+
+def _beyond_range(what: str, fitted: float, exponent: int, column: int | None) -> NonFiniteData:
+    """The one-line refusal of a parameter `fitted`·2^exponent that float64 cannot hold."""
+    size = math.frexp(float(fitted))[1] + exponent
+    return NonFiniteData(f"{what} is about 2^{size}, beyond float64's range (2^1024): rescale the target "
+                         "or that column before fitting", column)
+
+
+def _ldexp(value: float, exponent: int) -> float:
+    """value·2^exponent, inf past float64's top (math.ldexp raises there)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(value, exponent))
 
 
 def residual_sum_of_squares(
@@ -528,15 +623,15 @@ def qr_least_squares(
         intercept_se = float(math.sqrt(max(gradient @ cov @ gradient, 0.0)))
 
     rank_deficient = kept < p
-    warning, dropped = _warning(r_design, names, fit_intercept, digits, rank_deficient, with_intercept, centred)
-    return LeastSquares(
+    solution = LeastSquares(
         coef=coef, intercept=intercept, fit_intercept=fit_intercept, n=n,
         rss=rss_scaled * scale_y**2, tss=tss_scaled * scale_y**2,
         intercept_se=intercept_se, coef_se=coef_se,
         condition_number=with_intercept, condition_number_centred=centred if fit_intercept else None,
         expected_digits=digits, method=factor.method, rank=kept,
-        rank_deficient=rank_deficient, warning=warning, dropped=dropped,
+        rank_deficient=rank_deficient, involved=_involved(r_design) if rank_deficient else (),
     )
+    return with_warning(solution, list(names), quoted=False)
 
 
 def _bound(kappa: float, tan_theta: float, p: int, factor: "RFactor") -> float:
@@ -601,25 +696,47 @@ def _dropped_residual(r: np.ndarray, qty: np.ndarray, kept: int) -> np.ndarray:
     return u[:, kept:].T @ np.asarray(qty, dtype=np.float64)
 
 
-def _warning(r, names, fit_intercept, digits, rank_deficient, with_intercept, centred):
-    """The warning for a fit that lost digits or rank, naming the condition number and the columns."""
-    columns = (["intercept"] if fit_intercept else []) + list(names)
-    kappa = centred if fit_intercept else with_intercept
-    if rank_deficient:
-        norms = _safe_norms(r)
-        _, singular, vt = np.linalg.svd(np.asarray(r, dtype=np.float64) / norms)
-        null = vt[singular <= RANK_RCOND * singular[0]] if singular[0] > 0 else vt
-        weight = np.max(np.abs(null), axis=0)
-        involved = tuple(c for c, w in zip(columns, weight) if w > 0.1)
-        return (
+def _involved(r: np.ndarray) -> tuple[int, ...]:
+    """The parameters (by index) that the numerically null directions of the standardised R weigh on."""
+    norms = _safe_norms(r)
+    _, singular, vt = np.linalg.svd(np.asarray(r, dtype=np.float64) / norms)
+    null = vt[singular <= RANK_RCOND * singular[0]] if singular[0] > 0 else vt
+    weight = np.max(np.abs(null), axis=0)
+    return tuple(int(i) for i in np.flatnonzero(weight > 0.1))
+
+
+# The words of the warning for a fit without residual degrees of freedom (tests and docs quote them).
+NO_RESIDUAL_DOF = "0 residual degrees of freedom: no standard errors"
+
+
+def with_warning(solution: LeastSquares, names: list[str], quoted: bool) -> LeastSquares:
+    """`solution` with its warning (and `dropped`) written for the features `names`.
+
+    What was lost, each said once: rank (naming the columns involved; the user's names
+    quoted when `quoted`), digits (when the rank is whole), residual degrees of freedom.
+    """
+    columns = (["intercept"] if solution.fit_intercept else []) + list(names)
+    dropped = tuple(columns[i] for i in solution.involved)
+    parts = []
+    kappa = solution.condition_number_centred if solution.fit_intercept else solution.condition_number
+    scaled = f"scaled{' centred' if solution.fit_intercept else ''} design"
+    if solution.rank_deficient:
+        shown = [c if not quoted or (solution.fit_intercept and i == 0) else repr(c)
+                 for i, c in zip(solution.involved, dropped)]
+        parts.append(
             f"the design is numerically rank-deficient for float64 data (condition number {kappa:.3g} of the "
-            f"scaled{' centred' if fit_intercept else ''} design); columns involved: {', '.join(involved)}. "
+            f"{scaled}); columns involved: {', '.join(shown)}. "
             "The coefficients are the minimum-norm solution in standardised units, not a unique fit."
-        ), involved
-    if digits < WARN_DIGITS:
-        return (
-            f"ill-conditioned design (condition number {kappa:.3g} of the scaled"
-            f"{' centred' if fit_intercept else ''} design): the float64 data determine about "
-            f"{math.floor(digits)} correct digits of the coefficients"
-        ), ()
-    return None, ()
+        )
+    elif solution.expected_digits < WARN_DIGITS:
+        parts.append(
+            f"ill-conditioned design (condition number {kappa:.3g} of the {scaled}): the float64 data "
+            f"determine about {math.floor(solution.expected_digits)} correct digits of the coefficients"
+        )
+    if solution.dof <= 0:
+        p = len(solution.coef) + int(solution.fit_intercept)
+        parts.append(f"{NO_RESIDUAL_DOF} ({solution.n} rows for {p} parameters: the fit is exact, and the "
+                     "standard errors, confidence intervals and F test do not exist)")
+    if len(parts) > 1:
+        parts = [" ".join(part if part.endswith(".") else part + "." for part in parts)]
+    return replace(solution, warning=parts[0] if parts else None, dropped=dropped)

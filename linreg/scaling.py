@@ -13,6 +13,8 @@ reported in the original units too (times sd_y²). Without an intercept nothing 
 centred (centring would add one): x'_j = x_j / rms_j, y' = y / rms_y.
 
 The means and spreads come from the training rows' moments (`linreg.moments`), one pass.
+Moments summed in power-of-two units (values beyond ~1e154, whose squares overflow)
+give the same means and spreads in the data's units, multiplied back exactly.
 """
 
 import math
@@ -40,6 +42,8 @@ class Scaling(BaseModel):
     def of(cls, moments: Moments, fit_intercept: bool = True) -> "Scaling":
         """Standard scaling from the training rows' moments: means and (population) SDs, or
         without an intercept no shift and root-mean-square scales. A zero spread scales by 1."""
+        if moments.scaled:
+            return cls._of_power_scaled(moments, fit_intercept)
         n = moments.n
         if fit_intercept:
             mean_x, mean_y = np.asarray(moments.mean_x, dtype=float), float(moments.mean_y)
@@ -54,16 +58,33 @@ class Scaling(BaseModel):
         return cls(mean_x=tuple(map(float, mean_x)), scale_x=tuple(map(float, scale_x)),
                    mean_y=mean_y, scale_y=scale_y)
 
+    @classmethod
+    def _of_power_scaled(cls, moments: Moments, fit_intercept: bool) -> "Scaling":
+        """`of` for moments in power-of-two units: the scaling in those units, each value multiplied back
+        (exact; the means and spreads are at most the largest |value|, so they stay in range)."""
+        units = cls.of(replace(moments, x_exponent=None, y_exponent=0), fit_intercept)
+        x_exponent, y_exponent = moments.exponents
+        mean_x, scale_x = (np.ldexp(np.asarray(v), np.asarray(x_exponent)) for v in (units.mean_x, units.scale_x))
+        return cls(mean_x=tuple(map(float, mean_x)), scale_x=tuple(map(float, scale_x)),
+                   mean_y=float(np.ldexp(units.mean_y, y_exponent)), scale_y=float(np.ldexp(units.scale_y, y_exponent)))
+
     def transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ((x - np.asarray(self.mean_x)) / np.asarray(self.scale_x),
                 (y - self.mean_y) / self.scale_y)
 
     def unscale(self, fit: FitResult) -> FitResult:
         """`fit` (made on scaled data) in the original units: weights, bias and loss history."""
-        coef = fit.coef * self.scale_y / np.asarray(self.scale_x)
-        intercept = self.mean_y + self.scale_y * fit.intercept - float(np.dot(coef, self.mean_x))
-        return replace(fit, coef=coef, intercept=float(intercept),
-                       loss_history=np.asarray(fit.loss_history) * self.scale_y**2)
+        scale_x = np.asarray(self.scale_x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef = fit.coef * self.scale_y / scale_x
+            intercept = self.mean_y + self.scale_y * fit.intercept - float(np.dot(coef, self.mean_x))
+            square = self.scale_y * self.scale_y  # inf, not OverflowError as ** raises, past float64's top
+            loss = np.asarray(fit.loss_history) * square
+            if not math.isfinite(square):  # a target beyond ~1e154: multiply in an order that stays in range
+                coef = fit.coef * (self.scale_y / scale_x)
+                intercept = self.mean_y + self.scale_y * fit.intercept - math.fsum(coef * np.asarray(self.mean_x))
+                loss = np.asarray(fit.loss_history) * self.scale_y * self.scale_y  # inf only where the loss is
+        return replace(fit, coef=coef, intercept=float(intercept), loss_history=loss)
 
 
 class ScaledSource:

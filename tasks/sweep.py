@@ -33,7 +33,8 @@ def reference_fit(ref: DataRef, fit_intercept: bool = True) -> tuple[float, ...]
     """The closed form on a user's table, (intercept, *coef): what its sweep's errors are measured
     against (without an intercept, that of y = x·w, intercept 0)."""
     data = open_data(ref, memory_budget())
-    solution = solve_least_squares(accumulate(data.iter_chunks(), ref.d), data.iter_chunks, fit_intercept)
+    solution = solve_least_squares(accumulate(data.iter_chunks(), ref.d), data.iter_chunks, fit_intercept,
+                                   names=getattr(data, "feature_names", None))
     return (float(solution.intercept), *map(float, solution.coef))
 
 

@@ -91,6 +91,35 @@ def _summary(data, fits):
     return summarize("run-1", ref, data, fits)
 
 
+def test_an_exact_fit_without_residual_dof_is_reported_with_its_warning():
+    exact = make_dataset(DataSpec(n=3, weights=[1.0, 2.0], noise=0.5, seed=4))  # 3 rows, 3 parameters
+    reference = closed(exact)
+    assert reference.status == "ok" and "0 residual degrees of freedom: no standard errors" in reference.message
+    summary = _summary(exact, [reference])
+    assert "0 residual degrees of freedom: no standard errors" in summary.reference.warning
+    assert "Warning: 0 residual degrees of freedom: no standard errors" in console_table(summary)
+    assert all(math.isnan(c.std_error) for c in summary.coefficients)
+    assert all(math.isnan(i.std_error) for i in summary.inference)
+
+
+def test_mse_and_r2_of_a_target_beyond_float64s_squares():
+    """y ~1e200: R² is computed in power-of-two units, the MSE (~1e400) is NaN and the row says why."""
+    from linreg.evaluate import MSE_OUT_OF_RANGE
+    from linreg.moments import Moments
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((200, 2))
+    y = (1 + x @ [1.0, -1.0] + 0.5 * rng.standard_normal(200)) * 1e200
+    moments = Moments.of_chunk(x, y)
+    coef, intercept = np.array([0.9e200, -1.1e200]), 1e200
+    mse, r2 = training_mse_r2(moments, coef, intercept)
+    scaled = (y - intercept - x @ coef) / 1e200
+    assert math.isnan(mse)
+    assert r2 == pytest.approx(1 - np.sum(scaled**2) / np.sum((y / 1e200 - np.mean(y / 1e200)) ** 2), rel=1e-10)
+    report = evaluate_fit(moments, None, FitResult(solver="x", coef=coef, intercept=intercept), None)
+    assert report.message == MSE_OUT_OF_RANGE
+
+
 def test_summary_rows_are_plain_python_and_nan_free(data):
     fits = [
         closed(data),

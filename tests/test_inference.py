@@ -229,6 +229,7 @@ def test_no_residual_degrees_of_freedom_gives_nan_inference():
     y = np.array([1.0, 2.0, 0.5])
     solution = reference(x, y, True)  # 3 rows, 3 parameters: an exact fit, dof 0
     assert solution.dof == 0
+    assert "0 residual degrees of freedom: no standard errors" in solution.warning  # fitted, and said
     rows = coefficient_rows(solution, ["a", "b"])
     assert all(math.isnan(row[key]) for row in rows for key in ("std_error", "t", "p_value", "ci_low", "ci_high"))
     stats = fit_statistics(solution)
@@ -265,3 +266,28 @@ def test_level_must_be_a_probability(level):
     x, y, fit_intercept = random_three_features()
     with pytest.raises(ValueError, match="level"):
         coefficient_rows(reference(x, y, fit_intercept), ["a", "b", "c"], level=level)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_table_of_values_beyond_float64s_squares_is_statsmodels_on_the_data_divided_by_powers_of_two(
+        fit_intercept):
+    """|values| ~1e200: statsmodels on the raw data returns zeros; on the data divided by powers of two
+    (exact) it is right, and its table multiplied back is what the reference reports."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(80, 2)) * [1e200, 1e-30]
+    y = (1.0 + x @ [2e-200, 5e29] + rng.normal(size=80)) * 1e190
+    solution = reference(x, y, fit_intercept)
+    ex, ey = np.frexp(np.abs(x).max(axis=0))[1], int(np.frexp(np.abs(y).max())[1])
+    ols = statsmodels_ols(np.ldexp(x, -ex), np.ldexp(y, -ey), fit_intercept)
+    unit = np.append([ey] if fit_intercept else [], ey - ex)  # each parameter's power of two
+    rows = coefficient_rows(solution, ["big", "small"])
+    rtol = rtol_for(solution)
+    assert_allclose(column(rows, "coefficient"), np.ldexp(ols.params, unit.astype(int)), rtol=rtol)
+    assert_allclose(column(rows, "std_error"), np.ldexp(ols.bse, unit.astype(int)), rtol=rtol)
+    assert_allclose(column(rows, "t"), ols.tvalues, rtol=2 * rtol)
+    stats = fit_statistics(solution)
+    assert stats["r_squared"] == pytest.approx(ols.rsquared, rel=rtol)
+    assert stats["adj_r_squared"] == pytest.approx(ols.rsquared_adj, rel=rtol)
+    assert stats["f_statistic"] == pytest.approx(ols.fvalue, rel=2 * rtol)
+    assert stats["residual_sd"] == pytest.approx(math.ldexp(math.sqrt(ols.scale), ey), rel=rtol)
+    assert math.isinf(solution.rss)  # (1e190)² has no float64: the ratios are read in the fitted units

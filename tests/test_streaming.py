@@ -99,6 +99,23 @@ def test_streamed_closed_form_of_collinear_features_is_the_minimum_norm_solution
     assert_allclose(result.intercept, 1.0, rtol=1e-8)
 
 
+def test_streamed_closed_form_of_values_beyond_float64s_squares_is_the_in_memory_one(tmp_path):
+    """Row groups of 1e200: each summed in its own power-of-two units, merged exactly, as in memory."""
+    spec = DataSpec(n=400, weights=[1.0, 1.0], seed=8)
+    data = make_dataset(spec)
+    x = data.x * [1e200, 1e-5]
+    y = (data.y + 0.1 * np.random.default_rng(8).standard_normal(400)) * 1e190
+    chunks = [(x[i : i + 100], y[i : i + 100]) for i in range(0, 400, 100)]
+    ref = write_dataset_chunks(spec, chunks, tmp_path / "huge.parquet")
+    streamed, whole = fit("closed_form", open_dataset(ref, memory_budget=1)), fit("closed_form", open_dataset(ref))
+    assert streamed.status == whole.status == OK and streamed.message is None
+    assert np.isfinite(streamed.coef).all() and np.all(streamed.coef != 0)
+    # Only the blocking of the sums differs: relative to each coefficient (they differ by 195 orders).
+    assert_allclose(streamed.coef, whole.coef, rtol=1e-12)
+    assert_allclose(streamed.intercept, whole.intercept, rtol=1e-12)
+    assert_allclose(streamed.least_squares.coef_se, whole.least_squares.coef_se, rtol=1e-10)
+
+
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_progress_reports_every_row_of_every_epoch(name, source):
     seen = []

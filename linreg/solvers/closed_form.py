@@ -46,7 +46,8 @@ def fit(data: DataSource, spec: SolverSpec, progress: Callable[[int], None] | No
     else:
         moments = accumulate(data.iter_chunks(), data.d, progress, of_chunk)
     tick = (lambda rows: progress(0)) if progress else None
-    solution = solve_least_squares(moments, data.iter_chunks, spec.fit_intercept, progress=tick)
+    solution = solve_least_squares(moments, data.iter_chunks, spec.fit_intercept,
+                                   names=getattr(data, "feature_names", None), progress=tick)
     result = FitResult(
         solver="closed_form", coef=solution.coef, intercept=solution.intercept,
         seconds=perf_counter() - start, device=spec.device if cuda else "cpu",
