@@ -76,6 +76,12 @@ def test_an_unclosed_quote_is_refused_naming_the_rows_before_it(tmp_path):
     message = refused(path, block_bytes=256)
     assert message.startswith(f"{path}: not a readable CSV file after data row ")
     assert "an unclosed quote, or a record longer than the reader's block of 256 bytes" in message
+    # Within one block, the rest of the file is one (text) value: its start is shown, with the likely cause.
+    assert refused(path, block_bytes=1 << 20) == (
+        f"{path}: the target 'y' is not numeric (string: '6\\n7,8\\n9,10\\n9,10\\n9,10\\n9,10\\n9,10\\n9,10\\n9,10...' at data "
+        "row 3; a value over several lines: an unclosed quote?); choose a numeric column with --target "
+        "(numeric columns: 'a')"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -111,7 +117,8 @@ def test_a_decimal_comma_with_semicolons(tmp_path):
     assert_array_equal(x[:, 0], [1.5, -3.0, 2.75]) and assert_array_equal(y, [2.25, 4.5, 1.125])
     assert refused(path, decimal=",", delimiter=",", root=tmp_path / "r1") == f"{path}: decimal ',' is also the delimiter: choose another delimiter"
     # Read with a decimal point, '1,5' is text: the message names the column and the value.
-    assert "column 'x' is not numeric (string: '1,5' at data row 1)" in refused(path, root=tmp_path / "r2")
+    assert "column 'x' is not numeric (string: '1,5' at data row 1; a decimal comma? read with --decimal ,)" in (
+        refused(path, root=tmp_path / "r2"))
 
 
 def test_extra_missing_tokens_are_missing_and_can_be_dropped(tmp_path):

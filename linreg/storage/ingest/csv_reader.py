@@ -136,7 +136,7 @@ def csv_columns(location: Location, dialect: Dialect, block_bytes: int, target: 
         dtype = types[column]
         if not (is_numeric(dtype) or pa.types.is_null(dtype)):  # null: empty in the first block
             first = first_text_value(location, dialect, column, block_bytes)
-            where = f": {first[1]!r} at data row {first[0]}" if first else ""
+            where = shown_value(first, dialect)
             raise non_numeric_error(location.name, column, str(dtype), names, target, types, where)
     return names, features, types
 
@@ -146,6 +146,24 @@ def read_types(types: dict[str, pa.DataType], columns: list[str]) -> dict[str, p
     0/1), else float64. Fixed rather than inferred block by block: an integer column with a
     decimal point further down would otherwise fail the read."""
     return {c: pa.bool_() if pa.types.is_boolean(types[c]) else pa.float64() for c in columns}
+
+
+SHOWN_CHARS = 40  # of a value quoted in a message
+
+
+def shown_value(first: tuple[int, str] | None, dialect: Dialect) -> str:
+    """": 'value' at data row N" for a message, the value cut short, with a hint when it is a
+    number with a decimal comma, or holds a line end (an unclosed quote, most likely)."""
+    if first is None:
+        return ""
+    row, value = first
+    text = repr(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "...")
+    hint = ""
+    if "\n" in value or "\r" in value:
+        hint = "; a value over several lines: an unclosed quote?"
+    elif dialect.decimal == "." and re.fullmatch(_number_pattern(","), value, re.IGNORECASE):
+        hint = "; a decimal comma? read with --decimal ,"
+    return f": {text} at data row {row}{hint}"
 
 
 def _number_pattern(decimal: str) -> str:
@@ -203,7 +221,7 @@ def _read_error(location: Location, dialect: Dialect, exc: pa.ArrowException, na
     if found:
         column = names[int(found.group(1))]
         first = first_text_value(location, dialect, column, block_bytes)
-        where = f": {first[1]!r} at data row {first[0]}" if first else ""
+        where = shown_value(first, dialect)
         if found.group(2) == "bool":
             return TableError(location.name, f"column {column!r} is true/false in its first rows, then not{where}")
         return non_numeric_error(location.name, column, "text", names, target, dict(read_as), where)
