@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from linreg.moments import accumulate
 from linreg.scaling import Scaling
 from linreg.specs import DataSpec, FileData
+from linreg.storage.ingest import quoted
 from linreg.storage import (
     DEFAULT_MEMORY_BUDGET, DataRef, DatasetError, DatasetRef, TableRef, ensure_dataset, ingest_table, open_data,
     table_ref,
@@ -63,9 +64,9 @@ def prepare_table(data: FileData, root: Path, fit_intercept: bool = True) -> Tab
                          accept=lambda table: refs.append(table_ref(table, data.seed, data.holdout, fit_intercept)))
     ref = refs[-1]
     log = get_run_logger()
-    log.info("%s %s: %d rows (%d dropped), target %s, features %s; sha256 %s",
+    log.info("%s %s: %d rows (%d dropped), target %r, features %s; sha256 %s",
              "converted" if table.converted else "read in place", table.source, table.rows, table.rows_dropped,
-             table.target, ", ".join(table.features), table.source_sha256[:12])
+             table.target, quoted(table.features), table.source_sha256[:12])
     if ref.n_holdout:
         log.info("holdout: %d of %d rows, used by no solver", ref.n_holdout, table.rows)
     return ref

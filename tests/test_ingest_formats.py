@@ -123,7 +123,8 @@ def test_a_decimal_comma_with_semicolons(tmp_path):
 
 def test_extra_missing_tokens_are_missing_and_can_be_dropped(tmp_path):
     path = write(tmp_path / "t.csv", "a,y\n1,2\n-,4\n3,6\n4,?\n5,10\n")
-    assert "column 'a' is not numeric" in refused(path)
+    assert "column 'a' is not numeric (string: '-' at data row 2; a mark for a missing value? read with " \
+           "--na-values - (and --drop-missing))" in refused(path)
     assert refused(path, na_values=("-", "?")) == (
         f"{path}: missing or infinite values in 2 columns: 'a': 1 missing, first at data row 2; 'y': 1 missing, "
         "first at data row 4 (data rows count from 1 after the header); drop those rows with --drop-missing"
@@ -198,8 +199,12 @@ def test_a_parquet_file_with_missing_values_and_drop_missing_fits_the_rest(tmp_p
     root = tmp_path / "root"
     table = ingest_table(path, "y", data_root=root, drop_missing=True)
     assert (table.rows, table.rows_dropped, table.converted) == (58, 2, True)
-    again = ingest_table(path, "y", data_root=root, drop_missing=True)  # the flow's own ingest after the CLI's
-    assert again == table and len(list((root / "datasets").iterdir())) == 1
+    seen = []  # what a run's holdout check sees: the table as it will be read
+    again = ingest_table(path, "y", data_root=root, drop_missing=True, accept=seen.append)  # the flow's, after the CLI's
+    assert again == table == seen[0] and len(list((root / "datasets").iterdir())) == 1
+    fresh = []
+    assert ingest_table(path, "y", data_root=tmp_path / "fresh", drop_missing=True, accept=fresh.append) == fresh[0]
+    assert fresh[0].converted and Path(fresh[0].path).parent == tmp_path / "fresh" / "datasets"
     source = open_data(table_ref(again, seed=0), part="all")
     x, y_read = source.arrays()
     keep = [i for i in range(60) if i not in (7, 30)]
@@ -240,3 +245,14 @@ def test_csv_reading_options_on_parquet_are_refused(tmp_path):
     assert refused(path, delimiter=";", na_values=("-",)) == (
         f"{path}: delimiter, na_values: only for a CSV file; this is parquet data"
     )
+
+
+def test_a_refused_holdout_on_a_cleaned_parquet_leaves_nothing(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, None, 3.0, 4.0, 6.0], "y": [1.0, 2.0, 4.0, 3.0, 7.0]}), path)
+
+    def refuse(table):
+        raise TableError(table.source, "--holdout 0.9 leaves 0 of 4 rows")
+
+    assert refused(path, drop_missing=True, accept=refuse) == f"{path}: --holdout 0.9 leaves 0 of 4 rows"
+    assert not (tmp_path / "root").exists()

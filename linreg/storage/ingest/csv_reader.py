@@ -3,6 +3,7 @@ delimiter detected or given, a decimal comma, extra missing-value tokens, true/f
 and compressed files, all streamed in blocks with the bytes hashed as they are read."""
 
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -163,6 +164,8 @@ def shown_value(first: tuple[int, str] | None, dialect: Dialect) -> str:
         hint = "; a value over several lines: an unclosed quote?"
     elif dialect.decimal == "." and re.fullmatch(_number_pattern(","), value, re.IGNORECASE):
         hint = "; a decimal comma? read with --decimal ,"
+    elif 0 < len(value.strip()) <= 3 and not any(ch.isalnum() for ch in value):
+        hint = f"; a mark for a missing value? read with --na-values {shlex.quote(value.strip())} (and --drop-missing)"
     return f": {text} at data row {row}{hint}"
 
 

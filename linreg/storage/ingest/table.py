@@ -21,7 +21,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from linreg.storage.atomic import atomic_path, pending_file
+from linreg.storage.atomic import pending_file
 from linreg.storage.catalog import Catalog
 from linreg.storage.ingest.checks import ValueChecks
 from linreg.storage.ingest.convert import (
@@ -149,10 +149,10 @@ def _ingest_parquet(location: Location, target: str, features: list[str] | None,
     dtypes = [str(types[c]) for c in columns]
     table = _described(location.name, source_sha256, location.name, choice, dtypes, checks, converted=False)
     checks.check(len(features), _parquet_rows(location))
-    accept(table)  # before any conversion is written
     if not table.rows_dropped:
+        accept(table)
         return table  # read in place: nothing is copied
-    return _write_cleaned(location, files, table, choice, data_root)
+    return _write_cleaned(location, files, table, choice, data_root, accept)
 
 
 def _parquet_rows(location: Location) -> str:
@@ -175,15 +175,27 @@ def _scan(location: Location, files: list[Location], columns: list[str], drop_mi
 
 
 def _write_cleaned(location: Location, files: list[Location], table: TableDataset, choice: Choice,
-                   data_root: Path) -> TableDataset:
-    """A parquet source with rows to drop: its checked rows, once, as a conversion under the data root."""
+                   data_root: Path, accept: Accept) -> TableDataset:
+    """A parquet source with rows to drop: its checked rows, once, as a conversion under the data root.
+
+    `accept` sees the table as it will be read (the conversion), before the conversion is published.
+    """
     out = converted_path(data_root, "parquet", table.source_sha256, choice)
     meta = reusable(out, table.source_sha256, choice)
     if meta is not None:
-        return reuse(out, meta, location.name)
+        cleaned = reuse(out, meta, location.name)
+        accept(cleaned)
+        return cleaned
+
+    def describe(_: ValueChecks) -> TableDataset:
+        cleaned = table.model_copy(update={"path": str(out), "converted": True})
+        accept(cleaned)  # before the rename: a refusal leaves nothing
+        return cleaned
+
     columns = table.columns
     checks = ValueChecks(location.name, columns, drop_missing=True)
     batches = (b for f in files for b in parquet_batches(f, columns, row_group_rows(len(columns) - 1)))
-    with atomic_path(out) as tmp:
-        return write_converted(tmp, columns, batches, checks, _parquet_rows(location),
-                               lambda _: table.model_copy(update={"path": str(out), "converted": True}))
+    with pending_file(Catalog(data_root).datasets, "parquet") as pending:  # a refusal leaves no datasets/ either
+        cleaned = write_converted(pending.path, columns, batches, checks, _parquet_rows(location), describe)
+        pending.publish(out)
+    return cleaned
