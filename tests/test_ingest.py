@@ -11,6 +11,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from strd import load as load_strd
 from strd import read as read_strd
+from tables import leftovers, refused, write
 
 from linreg.storage import (
     DEFAULT_MEMORY_BUDGET, DatasetError, TableDataset, TableError, TableSource, ingest_table, open_table, sha256_file,
@@ -22,11 +23,6 @@ LONGLEY = ROOT / "data" / "examples" / "longley.csv"
 LONGLEY_FEATURES = ["gnp_deflator", "gnp", "unemployed", "armed_forces", "population", "year"]
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 def rows_csv(path: Path, n: int, seed: int = 0, tail: str = "") -> Path:
     """A CSV of n rows of columns a, b, c, y with distinct floats, plus any `tail` lines."""
     rng = np.random.default_rng(seed)
@@ -35,21 +31,8 @@ def rows_csv(path: Path, n: int, seed: int = 0, tail: str = "") -> Path:
     return write(path, "\n".join(lines) + "\n" + tail)
 
 
-def leftovers(root: Path) -> list[str]:
-    """Everything under the data root's datasets/ folder, temporary files included."""
-    folder = root / "datasets"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def refused(path, target="y", features=None, root=None, **kwargs) -> str:
-    """The one line a bad input gets; nothing may be left written."""
-    root = root or Path(path).parent / "root"
-    with pytest.raises(TableError) as info:
-        ingest_table(path, target, features, data_root=root, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(f"{info.value.path}: ")
-    assert leftovers(root) == [] and not (root / "datasets").exists()
-    return message
 
 
 # ---------------------------------------------------------------------------

@@ -10,24 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_array_equal
+from tables import refused, write
 
-from linreg.storage import TableError, ingest_table, open_table, sha256_file, table_ref, open_data
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def refused(path, target="y", features=None, root=None, **kwargs) -> str:
-    """The one line a bad input gets; nothing may be left written."""
-    root = root or Path(path).parent / "root"
-    with pytest.raises(TableError) as info:
-        ingest_table(path, target, features, data_root=root, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(f"{path}: ")
-    assert not (root / "datasets").exists()
-    return message
+from linreg.storage import TableError, ingest_table, open_data, open_table, sha256_file, table_ref
 
 
 def read(path, target="y", features=None, **kwargs):
