@@ -167,8 +167,8 @@ class FileData(FrozenModel):
 
     source: Literal["file"] = Field("file", description="file: the user's own CSV or parquet table")
     path: Annotated[str, Field(min_length=1)] = Field(
-        description="a .csv file, a .parquet file, or a folder of parquet files; relative paths are "
-                    "resolved where the run starts"
+        description="a .csv or .tsv file (either may be .gz, .bz2 or .zst), a .parquet file, or a folder of "
+                    "parquet files; relative paths are resolved where the run starts"
     )
     target: Annotated[str, Field(min_length=1)] = Field(description="the column to predict")
     features: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_D)] | None = Field(

@@ -397,7 +397,7 @@ def test_the_run_form_offers_file_data_and_runs_longley_on_the_worker(stack, tmp
                 page.goto(f"{stack.ui_url}/deployments/deployment/{deployment.id}/run")
                 expect(page.get_by_role("button", name="generated", exact=True).first).to_be_visible()
                 page.get_by_role("button", name="file", exact=True).first.click()
-                for label in ("Delimiter", "Decimal", "Na Values"):  # the CSV dialect, as the CLI offers it
+                for label in ("Delimiter", "Decimal", "NA values"):  # the CSV dialect, as the CLI offers it
                     expect(text_field(label)).to_be_visible()
                 page.screenshot(path=str(shots / "form-file.png"), full_page=True)
             with ui_step(page, "a file run is submitted", shots):

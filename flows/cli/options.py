@@ -114,7 +114,8 @@ DELIMITER_CHOICES = quoted_choices(DELIMITERS, {"\t": "'tab'"})
 def add_file_options(group) -> None:
     """--data and the options that go with it (`linreg run` and `linreg sweep` alike)."""
     group.add_argument("--data", metavar="PATH",
-                       help="fit your own table: a .csv file, a .parquet file or a folder of parquet files")
+                       help="fit your own table: a .csv or .tsv file (or .gz, .bz2, .zst), a .parquet file or a "
+                            "folder of parquet files")
     group.add_argument("--target", help="with --data: the column to predict")
     group.add_argument("--features", metavar="A,B",
                        help="with --data: predictor columns, comma-separated, in this order "
