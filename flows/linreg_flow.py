@@ -119,8 +119,10 @@ def linreg_flow(run: RunSpec = RunSpec()) -> RunSummary:
     training_seconds = perf_counter() - started
     raise_if_interrupted(deadline)
 
-    summary = evaluate_fits(ref, fits, run_id, training_seconds, (device, why), run.fit_intercept, run.scaling)
-    publish_run(summary, fits, ref, run.output_dir)
+    evaluation = evaluate_fits(ref, fits, run_id, training_seconds, (device, why), run.fit_intercept, run.scaling,
+                               run.cov)
+    summary = evaluation.summary
+    publish_run(evaluation, fits, ref, run.output_dir)
     emit_solver_events(summary)
 
     succeeded, message = outcome(summary)

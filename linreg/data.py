@@ -75,6 +75,32 @@ def holdout_count(rows: int, fraction: float, seed: int, block: int = CHUNK_ROWS
                for start in range(0, rows, block))
 
 
+def table_positions(kept: np.ndarray, rows: int, fraction: float, seed: int, block: int = CHUNK_ROWS) -> np.ndarray:
+    """The table positions (0-based) of the kept rows `kept` (0-based among the rows `holdout_mask`
+    keeps, i.e. the rows fitted), read block by block up to the last one asked for.
+
+    Args:
+        kept: (k,) int indices among the kept rows.
+        rows: the table's rows.
+
+    Returns:
+        (k,) int64 positions in the table, in the order of `kept`.
+    """
+    kept = np.asarray(kept, dtype=np.int64)
+    if fraction <= 0.0 or kept.size == 0:
+        return kept.copy()
+    positions = np.full(kept.shape, -1, dtype=np.int64)
+    before = 0  # kept rows in earlier blocks
+    for start in range(0, rows, block):
+        if before > kept.max():
+            break
+        keep = np.flatnonzero(~holdout_mask(start, min(block, rows - start), fraction, seed))
+        here = (kept >= before) & (kept < before + len(keep))
+        positions[here] = start + keep[kept[here] - before]
+        before += len(keep)
+    return positions
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Features and targets of one dataset.

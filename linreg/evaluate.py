@@ -1,14 +1,15 @@
 """Score fits against the truth (generated data), the closed form and the data (training rows and held-out rows)."""
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator
-from scipy.special import stdtrit  # the t quantile; scipy.stats costs 3x the import time
+from scipy.special import ndtri, stdtrit  # quantiles; scipy.stats costs 3x the import time
 
-from linreg.inference import coefficient_rows, fit_statistics
+from linreg.diagnosis import Diagnosis, InfluentialRow, ResidualStatistics, RowNumbers, diagnose_reference
+from linreg.inference import coefficient_rows, fit_statistics, is_robust
 from linreg.least_squares import LeastSquares, solve_least_squares
 from linreg.moments import Moments, accumulate
 from linreg.provenance import Provenance
@@ -124,6 +125,7 @@ class FitStatistics(BaseModel):
     condition_number: Float
     condition_number_centred: Float | None = None
     r2_convention: str
+    cov_type: str = "nonrobust"  # the covariance of the standard errors and F: nonrobust, or HC0..HC3
 
 
 class DatasetInfo(BaseModel):
@@ -204,6 +206,9 @@ class RunSummary(BaseModel):
     coefficients: list[Coefficient] | None = None  # the reference's table (statsmodels' columns), by name
     fit_statistics: FitStatistics | None = None  # R², adjusted R², F, observations, condition number
     scale: str | None = None  # how the iterative solvers saw the data: "none" or "standard"
+    cov_type: str = "nonrobust"  # the reference's standard errors: nonrobust, or HC0..HC3 (statsmodels' cov_type)
+    residual_statistics: ResidualStatistics | None = None  # Durbin–Watson, Omnibus, Jarque–Bera, skew, kurtosis
+    influential_rows: list[InfluentialRow] | None = None  # the rows of largest Cook's distance, largest first
 
     def statuses(self) -> dict[Status, list[str]]:
         """Solver names grouped by status."""
@@ -308,12 +313,14 @@ def evaluate_fit(
 
 
 def closed_form_inference(
-    solution: LeastSquares, dataset: "DatasetInfo | DataSpec", level: float = 0.95
+    solution: LeastSquares, dataset: "DatasetInfo | DataSpec", level: float = 0.95, covariance=None,
 ) -> list[Interval]:
     """Standard errors and t-based confidence intervals of the least-squares fit.
 
     sigma² = RSS / (n - p), p the parameters fitted; Var(θ) = sigma² (XᵀX)⁻¹,
     read off the normal equations or the QR's R factor (`linreg.least_squares`).
+    With a robust `covariance` (HC0..HC3, `linreg.diagnostics`) its standard errors, and
+    normal quantiles, as statsmodels does for a robust cov_type.
     Without an intercept there is no bias row. With no residual degrees of
     freedom, or a rank-deficient design, the errors are NaN and no interval covers.
     For a user's table there is no truth: `truth` and `covers_truth` are None.
@@ -323,8 +330,10 @@ def closed_form_inference(
     """
     dataset = DatasetInfo.of(dataset)
     dof = solution.dof
-    se = np.concatenate([[solution.intercept_se], solution.coef_se]) if solution.fit_intercept else solution.coef_se
-    half = stdtrit(dof, 0.5 + level / 2) * se if dof > 0 else np.full(len(se), math.nan)
+    source = covariance if is_robust(covariance) else solution
+    se = np.concatenate([[source.intercept_se], source.coef_se]) if solution.fit_intercept else np.asarray(source.coef_se)
+    quantile = ndtri(0.5 + level / 2) if is_robust(covariance) else stdtrit(dof, 0.5 + level / 2)
+    half = quantile * se if dof > 0 else np.full(len(se), math.nan)
     estimates = ([solution.intercept] if solution.fit_intercept else []) + list(solution.coef)
     if dataset.has_truth:
         truth = ([dataset.bias] if solution.fit_intercept else []) + list(dataset.weights)
@@ -362,12 +371,26 @@ def reference_info(solution: LeastSquares, results: list[SolverReport]) -> Refer
                                    else MSE_OUT_OF_RANGE})
 
 
-def summarize(
+@dataclass(frozen=True)
+class Evaluation:
+    """A run's summary, and its reference's diagnostics with the arrays its figures draw."""
+
+    summary: RunSummary
+    diagnosis: Diagnosis
+
+
+def summarize(*args, **kwargs) -> RunSummary:
+    """`evaluate_run`'s summary alone."""
+    return evaluate_run(*args, **kwargs).summary
+
+
+def evaluate_run(
     run_id: str, ref: DataRef, data, fits: list[FitResult], training_seconds: float | None = None,
     provenance: Provenance | None = None, device: tuple[str, str] | None = None, fit_intercept: bool = True,
-    held_out=None, scale: str | None = None,
-) -> RunSummary:
-    """Evaluate every fit in one pass over the data (in memory or streamed from parquet).
+    held_out=None, scale: str | None = None, cov: str = "nonrobust",
+) -> Evaluation:
+    """Evaluate every fit in one pass over the data (in memory or streamed from parquet), then
+    diagnose the reference in one more (`linreg.diagnosis`).
 
     The closed form, when it succeeded, is the reference for the distances, and its
     solution gives the inference; without it the solution is computed here (a second
@@ -381,6 +404,7 @@ def summarize(
         fit_intercept: whether the solvers fitted an intercept (the R² and inference follow).
         held_out: the rows held out from every fit (a source like `data`), scored with one more pass.
         scale: how the iterative solvers saw the data ("none" or "standard"), recorded.
+        cov: the covariance of the reference's standard errors: "nonrobust", or HC0..HC3.
     """
     moments = accumulate(data.iter_chunks(), ref.d)
     held = accumulate(held_out.iter_chunks(), ref.d) if held_out is not None else None
@@ -391,18 +415,25 @@ def summarize(
                                                                        dataset.features)
     reference = closed if closed is not None and closed.status == Status.OK else None
     results = [evaluate_fit(moments, dataset, fit, reference, fit_intercept, held) for fit in fits]
-    return RunSummary(
+    numbers = RowNumbers(rows=dataset.rows or dataset.n, holdout=dataset.holdout, seed=dataset.seed)
+    diagnosis = diagnose_reference(solution, moments, data.iter_chunks, numbers, cov, seed=dataset.seed)
+    covariance = diagnosis.covariance
+    summary = RunSummary(
         run_id=run_id,
         dataset=dataset,
         results=results,
-        inference=closed_form_inference(solution, dataset),
+        inference=closed_form_inference(solution, dataset, covariance=covariance),
         fit_intercept=fit_intercept,
         reference=reference_info(solution, results),
-        coefficients=[Coefficient(**row) for row in coefficient_rows(solution, dataset.names)],
-        fit_statistics=FitStatistics(**fit_statistics(solution)),
+        coefficients=[Coefficient(**row) for row in coefficient_rows(solution, dataset.names, covariance=covariance)],
+        fit_statistics=FitStatistics(**fit_statistics(solution, covariance)),
         scale=scale,
+        cov_type=cov,
+        residual_statistics=diagnosis.residual_statistics,
+        influential_rows=diagnosis.influential_rows,
         training_seconds=training_seconds,
         provenance=provenance,
         device=device[0] if device else None,
         device_reason=device[1] if device else None,
     )
+    return Evaluation(summary, diagnosis)

@@ -11,22 +11,32 @@ freedom, and the F test is against the model y = 0.
 Values are plain Python floats, NaN where a quantity does not exist: without residual
 degrees of freedom, or for a rank-deficient design, whose minimum-norm coefficients
 are not estimable one by one.
+
+With a heteroscedasticity-robust covariance (`linreg.diagnostics.robust_covariance`,
+HC0 to HC3) the table follows statsmodels' `cov_type` results: the robust standard
+errors, p-values and intervals from the normal distribution (statsmodels' `use_t=False`
+for a robust covariance), and F the Wald test of the slopes with that covariance.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 # The t and F distributions from scipy.special: scipy.stats costs 3x the import time.
-from scipy.special import fdtrc, stdtr, stdtrit
+from scipy.special import fdtrc, ndtr, ndtri, stdtr, stdtrit
 
 from linreg.least_squares import LeastSquares
+
+if TYPE_CHECKING:
+    from linreg.diagnostics import Covariance
 
 INTERCEPT = "intercept"
 
 COLUMNS = ("parameter", "coefficient", "std_error", "t", "p_value", "ci_low", "ci_high")
 
 
-def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.95) -> list[dict]:
+def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.95,
+                     covariance: "Covariance | None" = None) -> list[dict]:
     """One row per parameter: the intercept first when fitted, then each feature by name.
 
     Two-sided p-values and the confidence interval come from the t distribution with
@@ -36,6 +46,8 @@ def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.
         solution: the least-squares fit (`linreg.least_squares.solve_least_squares`).
         names: (d,) the features' names, in the order of `solution.coef`.
         level: the confidence interval's coverage, in (0, 1).
+        covariance: a robust covariance of the same fit (HC0..HC3); None or "nonrobust": the
+            classical one, from the fit itself.
 
     Returns:
         p = d (+1 with an intercept) dicts with the keys of `COLUMNS`: `parameter` (str)
@@ -57,7 +69,9 @@ def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.
         raise ValueError(f"names: {', '.join(map(repr, repeated))} appears more than once among {labels}")
 
     estimates = np.array(([solution.intercept] if solution.fit_intercept else []) + list(solution.coef), dtype=float)
-    se = np.array(([solution.intercept_se] if solution.fit_intercept else []) + list(solution.coef_se), dtype=float)
+    robust = is_robust(covariance)
+    source = covariance if robust else solution
+    se = np.array(([source.intercept_se] if solution.fit_intercept else []) + list(source.coef_se), dtype=float)
     dof = solution.dof
     if dof <= 0 or solution.rank_deficient:
         # A minimum-norm solution's coefficients are one of many that fit equally well: no
@@ -65,8 +79,12 @@ def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.
         se = np.full_like(se, math.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = estimates / se  # an exact fit (se = 0) gives ±inf and p = 0, as statsmodels
-    p = 2.0 * stdtr(dof, -np.abs(t)) if dof > 0 else np.full_like(t, math.nan)
-    half = stdtrit(dof, 0.5 + level / 2) * se if dof > 0 else np.full_like(se, math.nan)
+    if dof <= 0:
+        p, half = np.full_like(t, math.nan), np.full_like(se, math.nan)
+    elif robust:  # statsmodels: a robust covariance's inference is asymptotic (normal)
+        p, half = 2.0 * ndtr(-np.abs(t)), ndtri(0.5 + level / 2) * se
+    else:
+        p, half = 2.0 * stdtr(dof, -np.abs(t)), stdtrit(dof, 0.5 + level / 2) * se
     return [
         {
             "parameter": label, "coefficient": float(b), "std_error": float(s), "t": float(tv),
@@ -76,14 +94,21 @@ def coefficient_rows(solution: LeastSquares, names: list[str], level: float = 0.
     ]
 
 
-def fit_statistics(solution: LeastSquares) -> dict:
+def is_robust(covariance: "Covariance | None") -> bool:
+    return covariance is not None and covariance.cov_type != "nonrobust"
+
+
+def fit_statistics(solution: LeastSquares, covariance: "Covariance | None" = None) -> dict:
     """The whole fit's statistics, with statsmodels' conventions and names.
 
     With an intercept R² is centred, df_model = d and F tests every slope = 0; without one
-    R² is uncentred (1 − RSS/Σy²), df_model = d and F tests every coefficient = 0.
+    R² is uncentred (1 − RSS/Σy²), df_model = d and F tests every coefficient = 0. With a
+    robust `covariance` F is the Wald statistic of that test with it, on (df_model, df_resid)
+    degrees of freedom, as statsmodels computes it for a robust `cov_type`.
 
     Args:
         solution: the least-squares fit (`linreg.least_squares.solve_least_squares`).
+        covariance: a robust covariance of the same fit, or None (classical).
 
     Returns:
         nobs, df_model, df_resid (ints); r_squared, adj_r_squared, f_statistic, f_pvalue,
@@ -100,8 +125,11 @@ def fit_statistics(solution: LeastSquares) -> dict:
         adj_r2 = 1.0 - (n - int(solution.fit_intercept)) / df_resid * (1.0 - r2)
         if df_model > 0:
             # In the units y was fitted in: the sums of squares of values beyond ~1e154 overflow, their ratio does not.
-            rss, tss = solution.sums_of_squares
-            f = _f_statistic(tss - rss, df_model, rss, df_resid)
+            if is_robust(covariance):
+                f = _wald_f(solution, covariance)
+            else:
+                rss, tss = solution.sums_of_squares
+                f = _f_statistic(tss - rss, df_model, rss, df_resid)
             f_p = float(fdtrc(df_model, df_resid, f))
     centred = solution.condition_number_centred
     return {
@@ -116,7 +144,19 @@ def fit_statistics(solution: LeastSquares) -> dict:
         "condition_number": float(solution.condition_number),
         "condition_number_centred": None if centred is None else float(centred),
         "r2_convention": "centred" if solution.fit_intercept else "uncentred",
+        "cov_type": covariance.cov_type if covariance is not None else "nonrobust",
     }
+
+
+def _wald_f(solution: LeastSquares, covariance: "Covariance") -> float:
+    """bᵀ V⁻¹ b / q for the slopes b (every coefficient without an intercept) and their covariance V."""
+    cov = np.asarray(covariance.cov)
+    slopes = cov[1:, 1:] if solution.fit_intercept else cov
+    coef = np.asarray(solution.coef, dtype=float)
+    try:
+        return float(coef @ np.linalg.solve(slopes, coef)) / len(coef)
+    except np.linalg.LinAlgError:
+        return math.nan
 
 
 def _f_statistic(explained: float, df_model: int, rss: float, df_resid: int) -> float:

@@ -130,6 +130,43 @@ def statistics_line(summary: RunSummary) -> str:
             f"{f.nobs} observations, condition number {_fmt(f.condition_number, 3)} (columns scaled)")
 
 
+ROBUST = "heteroscedasticity-robust"
+
+
+def covariance_line(summary: RunSummary) -> str:
+    """Which covariance the reference's standard errors use: said only when it is a robust one."""
+    if summary.cov_type == "nonrobust":
+        return ""
+    return (f"Standard errors: {summary.cov_type}, {ROBUST} (statsmodels' cov_type); p-values and intervals from "
+            "the normal distribution, F the robust Wald test of the slopes.")
+
+
+def residual_line(summary: RunSummary) -> str:
+    """statsmodels' lower block in one line: Durbin–Watson, Omnibus, Jarque–Bera, skew and kurtosis."""
+    r = summary.residual_statistics
+    if r is None:
+        return ""
+    return (f"Residuals: Durbin–Watson {_fmt(r.durbin_watson, 4)}, Omnibus {_fmt(r.omnibus, 4)} "
+            f"(p {_fmt(r.omnibus_pvalue, 3)}), Jarque–Bera {_fmt(r.jarque_bera, 4)} (p {_fmt(r.jarque_bera_pvalue, 3)}), "
+            f"skew {_fmt(r.skew, 4)}, kurtosis {_fmt(r.kurtosis, 4)}")
+
+
+INFLUENCE_COLUMNS = ["row", "cooks_distance", "leverage", "student_residual"]
+
+
+def influence_rows(summary: RunSummary) -> tuple[str, list[dict]]:
+    """The heading and rows of the most influential rows (largest Cook's distance first)."""
+    rows = summary.influential_rows or []
+    if not rows:
+        return "", []
+    ds = summary.dataset
+    counted = "data rows count from 1 as in the file" if ds.source == "file" else "rows of the generated dataset, from 1"
+    if ds.rows_dropped:
+        counted += f", after the {ds.rows_dropped} dropped"
+    return (f"Most influential rows of the reference fit ({counted}; student_residual externally studentized):",
+            [r.model_dump() for r in rows])
+
+
 def data_line(summary: RunSummary) -> str:
     """Where the data came from: a generated dataset's spec, or a user's table's file, digest and columns."""
     ds = summary.dataset
@@ -203,7 +240,10 @@ def console_table(summary: RunSummary) -> str:
              _fixed_width(*named_coefficient_rows(summary))]
     if summary.coefficients:
         parts += ["Reference fit (closed form), as statsmodels' OLS reports it:", _fixed_width(*reference_table(summary)),
-                  statistics_line(summary)]
+                  "\n".join(filter(None, [statistics_line(summary), residual_line(summary), covariance_line(summary)]))]
+    heading, influential = influence_rows(summary)
+    if influential:
+        parts += [heading, _fixed_width(influential, INFLUENCE_COLUMNS)]
     if summary.reference:
         parts.append(reference_line(summary))
     return "\n\n".join(parts)
@@ -334,10 +374,20 @@ def render_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         "## Closed-form inference (95% confidence intervals)",
         markdown_table([i.model_dump() for i in summary.inference],
                         ["parameter", "estimate", "truth", "std_error", "ci_low", "ci_high", "covers_truth"]),
+        *_diagnostics_markdown(summary),
         "## Plots",
     ]
     parts += [f"### {title}\n\n![{title}]({png_data_uri(png)})" for title, png in images.items()]
     return "\n\n".join(parts) + "\n"
+
+
+def _diagnostics_markdown(summary: RunSummary) -> list[str]:
+    """The covariance used, the residuals' lower block and the most influential rows, as the report shows them."""
+    parts = [line for line in (covariance_line(summary), residual_line(summary)) if line]
+    heading, influential = influence_rows(summary)
+    if influential:
+        parts += [heading, markdown_table(influential, INFLUENCE_COLUMNS)]
+    return parts
 
 
 def _report_head(summary: RunSummary) -> list[str]:
@@ -373,6 +423,7 @@ def _table_markdown(summary: RunSummary, images: dict[str, bytes], comparison: C
         "## Reference fit (closed form, 95% confidence intervals)",
         markdown_table(*reference_table(summary)),
         statistics_line(summary),
+        *_diagnostics_markdown(summary),
         "## Plots",
     ]
     parts += [f"### {title}\n\n![{title}]({png_data_uri(png)})" for title, png in images.items()]

@@ -368,6 +368,10 @@ class RunSpec(FrozenModel):
     fit_intercept: bool = Field(
         True, description="fit y = b + x·w; false fits y = x·w with every solver (bias reported as 0.0, R² uncentred)"
     )
+    cov: Literal["nonrobust", "HC0", "HC1", "HC2", "HC3"] = Field(
+        "nonrobust", description="the reference's standard errors: nonrobust (classical), or heteroscedasticity-"
+                                 "robust HC0, HC1, HC2 or HC3 (statsmodels' cov_type, R's vcovHC)"
+    )
     scale: Literal["auto", "none", "standard"] = Field(
         "auto", description="iterative solvers on standardised features and target (standard) or as given (none); "
                             "auto: standard for file data, none for generated data (the tutorial's exact fits)"

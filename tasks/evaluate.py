@@ -4,7 +4,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from linreg import provenance
-from linreg.evaluate import RunSummary, summarize
+from linreg.evaluate import Evaluation, evaluate_run
 from linreg.solvers import FitResult
 from linreg.storage import DataRef, open_data
 from tasks.dataset import memory_budget
@@ -14,12 +14,15 @@ from tasks.dataset import memory_budget
 def evaluate_fits(
     ref: DataRef, fits: list[FitResult], run_id: str, training_seconds: float | None = None,
     device: tuple[str, str] | None = None, fit_intercept: bool = True, scale: str | None = None,
-) -> RunSummary:
-    """One pass over the data (streamed when it exceeds the memory budget) scores every fit;
-    with a holdout, one more over the rows held out.
+    cov: str = "nonrobust",
+) -> Evaluation:
+    """One pass over the data (streamed when it exceeds the memory budget) scores every fit, one
+    more diagnoses the reference; with a holdout, one more over the rows held out.
 
-    `device` is the planned device and why it was chosen, recorded in the summary."""
+    `device` is the planned device and why it was chosen, recorded in the summary; `cov` the
+    covariance of the reference's standard errors."""
     made_by = provenance.collect(provenance.run_device([fit.device for fit in fits]))
     data = open_data(ref, memory_budget())
     held_out = open_data(ref, memory_budget(), part="holdout") if getattr(ref, "n_holdout", 0) else None
-    return summarize(run_id, ref, data, fits, training_seconds, made_by, device, fit_intercept, held_out, scale)
+    return evaluate_run(run_id, ref, data, fits, training_seconds, made_by, device, fit_intercept, held_out, scale,
+                        cov)

@@ -90,9 +90,11 @@ def test_run_records_the_wall_time_of_its_training(default_run):
 def test_run_folder_holds_summary_csv_and_plots(default_run):
     run, _, summary = default_run
     folder = run.output_dir / "runs" / summary.run_id
-    # d = 2: besides the tutorial's fitted lines and losses, the figures a d > 1 fit needs.
+    # d = 2: besides the partial-regression plots, the losses and the reference's four diagnostic
+    # panels, the figures a d > 1 fit needs.
     assert sorted(p.name for p in folder.iterdir()) == [
-        "coefficients.png", "fits.png", "losses.png", "predicted.png", "residuals.png", "summary.csv", "summary.json"]
+        "coefficients.png", "diagnostics.png", "fits.png", "losses.png", "predicted.png", "residuals.png",
+        "summary.csv", "summary.json"]
     saved = json.loads((folder / "summary.json").read_text())
     assert set(saved["dataset"]) >= {"path", "sha256", "n", "d", "weights", "bias", "noise", "seed"}
     assert saved["dataset"]["n"] == 200 and saved["dataset"]["weights"] == [2.0, -1.0]
@@ -101,7 +103,8 @@ def test_run_folder_holds_summary_csv_and_plots(default_run):
     assert all(keys <= set(row) for row in saved["results"])
     assert len((folder / "summary.csv").read_text().splitlines()) == 1 + len(SOLVERS)
     assert all((folder / name).read_bytes().startswith(PNG)
-               for name in ("fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png"))
+               for name in ("fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png",
+                            "diagnostics.png"))
     assert not list(folder.glob(".*.tmp"))
 
 
@@ -113,8 +116,12 @@ def test_artifacts_are_published(default_run):
     assert [row["solver"] for row in table] == list(SOLVERS)
     report = artifacts["linreg-report"]
     assert report.type == "markdown"
-    # fits, losses, and for d = 2 predicted-vs-actual, residuals and coefficients
-    assert report.data.count("](data:image/png;base64,") == 5
+    # partial regression (fits.png), losses, the four diagnostic panels, and for d = 2
+    # predicted-vs-actual, residuals and coefficients
+    assert report.data.count("](data:image/png;base64,") == 6
+    assert "### Partial regression: each coefficient as a slope" in report.data
+    assert "### Diagnostics of the reference fit" in report.data
+    assert "Residuals: Durbin–Watson " in report.data and "Most influential rows of the reference fit" in report.data
     assert summary.dataset.sha256 in report.data and summary.dataset.path in report.data
     progress = artifacts["linreg-progress"]
     assert progress.type == "progress" and float(progress.data) == 100.0

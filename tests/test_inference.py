@@ -291,3 +291,52 @@ def test_the_table_of_values_beyond_float64s_squares_is_statsmodels_on_the_data_
     assert stats["f_statistic"] == pytest.approx(ols.fvalue, rel=2 * rtol)
     assert stats["residual_sd"] == pytest.approx(math.ldexp(math.sqrt(ols.scale), ey), rel=rtol)
     assert math.isinf(solution.rss)  # (1e190)² has no float64: the ratios are read in the fitted units
+
+
+# --- Robust standard errors (HC0..HC3), as statsmodels' cov_type ---------------------------------
+
+
+def heteroscedastic():
+    """Noise whose spread grows with the first feature: the case robust standard errors are for."""
+    rng = np.random.default_rng(21)
+    x = rng.uniform(0.0, 4.0, size=(80, 2))
+    return x, 0.5 + x @ [1.5, -0.7] + (0.2 + x[:, 0]) * rng.normal(size=80), True
+
+
+@pytest.mark.parametrize("make", [longley, heteroscedastic, random_without_intercept],
+                         ids=["longley", "heteroscedastic", "without_intercept"])
+@pytest.mark.parametrize("cov_type", ["HC0", "HC1", "HC2", "HC3"])
+def test_a_robust_table_equals_statsmodels_cov_type(make, cov_type):
+    from linreg.diagnostics import robust_covariance
+
+    x, y, fit_intercept = make()
+    solution = reference(x, y, fit_intercept)
+    covariance = robust_covariance(solution, Moments.of_chunk(x, y), lambda: [(x, y)], cov_type)
+    rows = coefficient_rows(solution, [f"x{j}" for j in range(x.shape[1])], covariance=covariance)
+    OLS, add_constant = statsmodels()
+    fitted = OLS(y, add_constant(x, has_constant="add") if fit_intercept else x).fit(cov_type=cov_type)
+    assert not fitted.use_t  # statsmodels: a robust covariance's inference is asymptotic (normal)
+    rtol = 1e-9 if make is not longley else 5e-9  # statsmodels itself is ~8.7 digits on Longley's HC3
+    assert_allclose(column(rows, "std_error"), fitted.bse, rtol=rtol)
+    assert_allclose(column(rows, "t"), fitted.tvalues, rtol=rtol)
+    assert_allclose(column(rows, "p_value"), fitted.pvalues, rtol=1e-6, atol=1e-300)
+    # An interval's end b ± 1.96·se cancels when |b| is near 1.96·se: compared on the scale of its parts.
+    scale = rtol * (np.abs(column(rows, "coefficient")) + 2 * column(rows, "std_error"))
+    for end, key in enumerate(("ci_low", "ci_high")):
+        off = np.abs(column(rows, key) - fitted.conf_int()[:, end])
+        assert (off <= scale).all(), (key, off / scale)
+    stats = fit_statistics(solution, covariance)
+    assert stats["cov_type"] == cov_type
+    assert stats["f_statistic"] == pytest.approx(fitted.fvalue, rel=1e-7)
+    assert stats["f_pvalue"] == pytest.approx(fitted.f_pvalue, rel=1e-6)
+
+
+def test_the_nonrobust_table_is_the_classical_one_whatever_the_covariance_object():
+    from linreg.diagnostics import robust_covariance
+
+    x, y, fit_intercept = heteroscedastic()
+    solution = reference(x, y, fit_intercept)
+    nonrobust = robust_covariance(solution, Moments.of_chunk(x, y), lambda: [(x, y)], "nonrobust")
+    names = ["a", "b"]
+    assert coefficient_rows(solution, names, covariance=nonrobust) == coefficient_rows(solution, names)
+    assert fit_statistics(solution, nonrobust) == fit_statistics(solution)

@@ -140,6 +140,8 @@ def test_the_cli_builds_file_data_with_an_absolute_path_and_named_features(tmp_p
     (["--data", str(LONGLEY), "--target", "employed", "--features", "gnp,employed"],
      "--features: the target 'employed' is among the features"),
     (["--data", "no-such-file.csv", "--target", "y"], "no-such-file.csv: no such file or folder"),
+    (["--data", str(LONGLEY), "--target", "employed", "--cov", "HC4"],
+     "--cov: Input should be 'nonrobust', 'HC0', 'HC1', 'HC2' or 'HC3', got 'HC4'"),
 ])
 def test_the_cli_refuses_bad_options_in_one_line_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
@@ -271,6 +273,65 @@ def statsmodels_longley():
     sm = pytest.importorskip("statsmodels.api")
     frame = pd.read_csv(LONGLEY)
     return sm.OLS(frame["employed"], sm.add_constant(frame[FEATURES])).fit()
+
+
+def statsmodels_influence(ols, top: int = 5) -> list[tuple[int, float, float, float]]:
+    """statsmodels' top rows by Cook's distance: (data row from 1, Cook's, leverage, studentized residual)."""
+    frame = ols.get_influence().summary_frame().reset_index(drop=True)
+    best = frame.sort_values("cooks_d", ascending=False, kind="stable").head(top)
+    return [(int(i) + 1, r.cooks_d, r.hat_diag, r.student_resid) for i, r in best.iterrows()]
+
+
+@pytest.mark.parametrize("cov", ["nonrobust", "HC3"])
+def test_a_tables_summary_has_statsmodels_lower_block_influence_and_covariance(longley, statsmodels_longley, cov):
+    from statsmodels.stats.stattools import durbin_watson, jarque_bera, omni_normtest
+
+    from linreg.evaluate import summarize
+
+    ref = table_ref(longley, seed=0)
+    data = open_data(ref)
+    fit = SOLVERS["closed_form"].fit(data, SOLVERS["closed_form"].defaults)
+    summary = summarize("r1", ref, data, [fit], cov=cov)
+    ols = statsmodels_longley if cov == "nonrobust" else statsmodels_longley.model.fit(cov_type=cov)
+    r, resid = summary.residual_statistics, ols.resid
+    omnibus, omnibus_p = omni_normtest(resid)
+    jb, jb_p, skew, kurtosis = jarque_bera(resid)
+    for ours, theirs in ((r.durbin_watson, durbin_watson(resid)), (r.omnibus, omnibus), (r.omnibus_pvalue, omnibus_p),
+                         (r.jarque_bera, jb), (r.jarque_bera_pvalue, jb_p), (r.skew, skew), (r.kurtosis, kurtosis)):
+        assert math.isclose(ours, theirs, rel_tol=1e-8), (ours, theirs)
+    found = [(i.row, i.cooks_distance, i.leverage, i.student_residual) for i in summary.influential_rows]
+    expected = statsmodels_influence(statsmodels_longley)
+    assert [row for row, *_ in found] == [row for row, *_ in expected]
+    assert np.allclose([f[1:] for f in found], [e[1:] for e in expected], rtol=1e-7)
+    table = {c.parameter: c for c in summary.coefficients}
+    assert np.allclose([table[n].std_error for n in ["intercept", *FEATURES]], ols.bse.to_numpy(), rtol=1e-7)
+    assert summary.cov_type == summary.fit_statistics.cov_type == cov
+    assert math.isclose(summary.fit_statistics.f_statistic, ols.fvalue, rel_tol=1e-6)
+    robust_said = "Standard errors: HC3, heteroscedasticity-robust" in console_table_of(summary)
+    assert robust_said == (cov == "HC3")
+
+
+def console_table_of(summary) -> str:
+    from linreg.report import console_table
+
+    return console_table(summary)
+
+
+def test_influential_rows_with_a_holdout_are_named_by_their_row_in_the_table(longley):
+    from linreg.evaluate import summarize
+
+    ref = table_ref(longley, seed=3, holdout=0.25)
+    data = open_data(ref)
+    fit = SOLVERS["closed_form"].fit(data, SOLVERS["closed_form"].defaults)
+    summary = summarize("r1", ref, data, [fit])
+    kept = np.flatnonzero(~holdout_mask(0, 16, 0.25, 3))  # the table's rows the fit saw, from 0
+    frame = pd.read_csv(LONGLEY).iloc[kept]
+    sm = pytest.importorskip("statsmodels.api")
+    ols = sm.OLS(frame["employed"], sm.add_constant(frame[FEATURES])).fit()
+    expected = [(int(kept[row - 1]) + 1, *rest) for row, *rest in statsmodels_influence(ols)]
+    found = [(i.row, i.cooks_distance, i.leverage, i.student_residual) for i in summary.influential_rows]
+    assert [row for row, *_ in found] == [row for row, *_ in expected]
+    assert np.allclose([f[1:] for f in found], [e[1:] for e in expected], rtol=1e-6)
 
 
 @pytest.mark.flow

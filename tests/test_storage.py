@@ -237,7 +237,8 @@ def test_the_catalog_names_every_path_under_the_data_root_and_creates_none(tmp_p
     assert catalog.run("r1") == run_dir(tmp_path, "r1") == tmp_path / "runs" / "r1"
     assert catalog.summary("r1") == tmp_path / "runs" / "r1" / "summary.json"
     assert [catalog.run_file("r1", name).name for name in RUN_FILES] == [
-        "summary.csv", "fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png", "summary.json"]
+        "summary.csv", "fits.png", "losses.png", "predicted.png", "residuals.png", "coefficients.png",
+        "diagnostics.png", "summary.json"]
     assert catalog.sweep("s1") == tmp_path / "sweeps" / "s1"  # beside runs/, not in it
     assert catalog.sweep_file("s1", "sweep.parquet") == tmp_path / "sweeps" / "s1" / "sweep.parquet"
     assert (catalog.history_csv, catalog.history_png) == (tmp_path / "history.csv", tmp_path / "history.png")

@@ -277,6 +277,7 @@ RUN_OPTIONS = {
     ("data", "drop_missing"): "--drop-missing",
     ("data", "holdout"): "--holdout",
     ("scale",): "--scale",
+    ("cov",): "--cov",
     ("solvers",): "--solvers",
     ("defaults", "epochs"): "--epochs",
     ("defaults", "lr"): "--lr",

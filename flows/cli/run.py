@@ -43,6 +43,8 @@ def register(commands) -> None:
                        help="fit y = x·w without a bias, with every solver (R² is then uncentred)")
     solve.add_argument("--scale", help="iterative solvers on standardised data (standard) or as given (none); "
                                        "default auto: standard with --data, none for generated data")
+    solve.add_argument("--cov", help="the reference's standard errors: nonrobust (default), or "
+                                     "heteroscedasticity-robust HC0, HC1, HC2 or HC3 (statsmodels' cov_type)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--output-dir", help="data root: datasets/ and runs/ go here (default data)")
     run.add_argument("--runner", help="task runner for training: threads (default), processes or dask")
@@ -63,7 +65,7 @@ def build_run_spec(args: argparse.Namespace) -> RunSpec:
     fields["defaults"] = {k: v for k, v in defaults.items() if v is not None}
     if args.no_intercept:
         fields["fit_intercept"] = False
-    for key in ("device", "runner", "dask_address", "scale"):
+    for key in ("device", "runner", "dask_address", "scale", "cov"):
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
     # Absolute: a run that reports to a server names a folder its workers (the history

@@ -28,9 +28,11 @@ DATASETS, RUNS, SWEEPS = "datasets", "runs", "sweeps"
 
 SUMMARY = "summary.json"  # written last: a run folder without it did not finish
 SUMMARY_CSV = "summary.csv"
-FITS_PNG, LOSSES_PNG = "fits.png", "losses.png"  # every run
+# fits.png: every run (for d > 1 the partial-regression plots); diagnostics.png: every run whose
+# reference is not rank-deficient (R's four panels).
+FITS_PNG, LOSSES_PNG, DIAGNOSTICS_PNG = "fits.png", "losses.png", "diagnostics.png"
 PREDICTED_PNG, RESIDUALS_PNG, COEFFICIENTS_PNG = "predicted.png", "residuals.png", "coefficients.png"  # d > 1, files
-RUN_FIGURES = (FITS_PNG, LOSSES_PNG, PREDICTED_PNG, RESIDUALS_PNG, COEFFICIENTS_PNG)
+RUN_FIGURES = (FITS_PNG, LOSSES_PNG, PREDICTED_PNG, RESIDUALS_PNG, COEFFICIENTS_PNG, DIAGNOSTICS_PNG)
 RUN_FILES = (SUMMARY_CSV, *RUN_FIGURES, SUMMARY)
 
 SWEEP_PARQUET = "sweep.parquet"  # written last: a sweep folder without it did not finish
