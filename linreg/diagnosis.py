@@ -5,27 +5,23 @@ influential rows by the table's own row numbers, and the covariance its standard
 summary's models and maps row numbers among the rows fitted to the table's rows.
 """
 
-import math
 from dataclasses import dataclass, replace
-from typing import Annotated, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from linreg.data import table_positions
 from linreg.diagnostics import COV_TYPES, Covariance, Diagnostics, diagnose, residual_tests
 from linreg.least_squares import LeastSquares
 from linreg.moments import Moments
+from linreg.validation import ReportFloat
 
 Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 TOP_ROWS = 5  # influential rows named in the report
 
 
-def _null_is_nan(value):
-    return math.nan if value is None else value
-
-
-Float = Annotated[float, BeforeValidator(_null_is_nan)]  # JSON's null reads back as NaN
+Float = ReportFloat
 
 
 class ResidualStatistics(BaseModel):

@@ -2,10 +2,10 @@
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 from scipy.special import ndtri, stdtrit  # quantiles; scipy.stats costs 3x the import time
 
 from linreg.diagnosis import Diagnosis, InfluentialRow, ResidualStatistics, RowNumbers, diagnose_reference
@@ -17,18 +17,13 @@ from linreg.solvers.base import FitResult, Status
 from linreg.solvers.registry import REFERENCE
 from linreg.specs import DataSpec
 from linreg.storage import DataRef, DatasetRef
+from linreg.validation import ReportFloat
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def _null_is_nan(value):
-    return math.nan if value is None else value
-
-
-# JSON has no NaN: pydantic writes a non-finite float as null, so null reads back as NaN
-# (a failed or diverged fit's summary.json then loads again).
-Float = Annotated[float, BeforeValidator(_null_is_nan)]
+Float = ReportFloat
 
 
 class SolverReport(BaseModel):

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
 MAX_N = 1_000_000_000
@@ -69,6 +69,15 @@ def _finite(value: float) -> float:
 
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+def _null_is_nan(value):
+    return math.nan if value is None else value
+
+
+# A reported number that may not exist: JSON has no NaN, so pydantic writes a non-finite float as
+# null, and null reads back as NaN (a failed or diverged fit's summary.json then loads again).
+ReportFloat = Annotated[float, BeforeValidator(_null_is_nan)]
 
 
 class FrozenModel(BaseModel):

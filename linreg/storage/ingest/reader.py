@@ -43,6 +43,7 @@ class TableSource:
     part: str = "all"
     _groups: tuple = field(init=False, repr=False, compare=False)
     _starts: tuple = field(init=False, repr=False, compare=False)
+    _stored: int = field(init=False, repr=False, compare=False)
     _rows: int = field(init=False, repr=False, compare=False)
     _held: list = field(init=False, repr=False, compare=False)
 
@@ -61,6 +62,7 @@ class TableSource:
                     start += rows
         object.__setattr__(self, "_groups", tuple(groups))
         object.__setattr__(self, "_starts", tuple(starts))
+        object.__setattr__(self, "_stored", start)  # rows in the files, before any split
         rows = self.table.rows
         if self._splits:
             held_out = holdout_count(rows, self.holdout, self.seed)
@@ -211,7 +213,6 @@ def open_table(table: TableDataset, memory_budget: int = DEFAULT_MEMORY_BUDGET, 
         raise TableError(path, f"sha256 differs from the one ingested ({table.source_sha256[:12]}...): "
                                "the file changed; ingest it again")
     source = TableSource(table=table, memory_budget=memory_budget, seed=seed, holdout=holdout, part=part)
-    rows = sum(parquet_file(f).metadata.row_group(g).num_rows for f, g in source._groups)
-    if rows != table.rows:
-        raise TableError(path, f"{rows} rows, {table.rows} ingested: the file changed; ingest it again")
+    if source._stored != table.rows:
+        raise TableError(path, f"{source._stored} rows, {table.rows} ingested: the file changed; ingest it again")
     return source

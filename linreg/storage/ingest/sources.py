@@ -152,10 +152,10 @@ class HashingReader(io.RawIOBase):
 
 def open_text(location: Location, hashing: HashingReader | None = None) -> pa.NativeFile:
     """A CSV's decompressed bytes as a stream; `hashing`, when given, wraps the stored bytes."""
-    stream: pa.NativeFile = hashing if hashing is not None else location.fs.open_input_stream(
-        location.path, compression=None, buffer_size=READ_BYTES)
     if hashing is not None:
         stream = pa.PythonFile(hashing, mode="r")
+    else:
+        stream = location.fs.open_input_stream(location.path, compression=None, buffer_size=READ_BYTES)
     if location.compression:
         stream = pa.CompressedInputStream(stream, location.compression)
     return stream
